@@ -1,0 +1,101 @@
+"""Small frozen records that cross stage boundaries (parse → chunk → index → retrieve → answer).
+
+Each has ``to_dict()`` for JSON; nothing downstream reaches back upstream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+SECTION_SEP = " › "
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One speaker turn (or one commentary section, intro paragraph, bio) of one article.
+
+    ``text`` is the turn with wrapped lines joined; ``offsets[i]`` is the character offset
+    in the source file of ``text[i]``, so any slice of the text maps back to the file.
+    """
+
+    id: str  # "<source>#<n>", stable for a given file content
+    source: str  # file path relative to the corpus folder
+    article: str  # article title ("" when the page gives none)
+    section: tuple[str, ...]  # section path, outermost first; () for none
+    speaker: str | None  # None for unattributed text
+    speaker_title: str | None  # the speaker's title as printed on the page
+    asked: str | None  # the interviewer's question this turn answers
+    kind: str  # "answer" | "question" | "commentary" | "intro" | "bio" | "paragraph"
+    text: str
+    start: int
+    end: int
+    offsets: tuple[int, ...] = field(default=(), repr=False, compare=False)
+
+    @property
+    def section_path(self) -> str:
+        return SECTION_SEP.join(self.section)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("offsets")
+        d["section"] = list(self.section)
+        return d
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A retrievable window of one turn (never crosses a turn)."""
+
+    id: int  # row in the index
+    turn_id: str
+    text: str
+    source: str
+    start: int
+    end: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Citation:
+    """One cited expert answer: who said it, where, and the supporting words."""
+
+    rank: int
+    speaker: str | None
+    speaker_title: str | None
+    article: str
+    section: str  # the path as one string, parts joined by " › "
+    asked: str | None
+    text: str  # the cited passage, at most 800 characters
+    highlight: str  # the best-supporting sentence(s), a substring of ``text``
+    score: float
+    source: str
+    start: int
+    end: int
+    turn_id: str = ""
+    kind: str = "answer"
+    full_text: str = ""  # the whole turn (for "open the full passage")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Answer:
+    question: str
+    answerable: bool
+    answer: str  # plain text (never Markdown or HTML): the experts' own words with [n] marks
+    citations: tuple[Citation, ...] = ()
+    suggestions: tuple[str, ...] = ()  # closest topics, offered when not answerable
+    timings_ms: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "question": self.question,
+            "answerable": self.answerable,
+            "answer": self.answer,
+            "citations": [c.to_dict() for c in self.citations],
+            "suggestions": list(self.suggestions),
+            "timings_ms": dict(self.timings_ms),
+        }
