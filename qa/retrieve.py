@@ -1,0 +1,210 @@
+"""Question → ranked turns: dense + keyword search, fused, filtered, merged per turn.
+
+Chunks of one turn are merged into one hit (the turn is what a citation shows). A
+speaker named in the question — in Chinese or in pinyin ("Lu Yangchun") — narrows the
+search to that speaker. ``evidence`` tells the answer stage whether anything really
+supports an answer: a keyword hit alone (Chatchat's "你好" problem) does not.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .embed import Embedder
+from .store import IndexStore, tokenize
+from .types import Passage, Turn
+
+MODES = ("hybrid", "dense", "keyword")
+
+
+@dataclass(frozen=True)
+class RetrieveConfig:
+    candidates: int = 40  # per search side, before fusion
+    rrf_k: int = 60  # reciprocal-rank-fusion damping
+    dense_weight: float = 1.0
+    keyword_weight: float = 1.0
+    # abstention, calibrated on eval/gold.jsonl (see eval/run_eval.py):
+    min_dense: float = 0.80  # best cosine below this and no keyword support: no answer
+    strong_dense: float = 0.84  # best cosine at or above this: answer even without keywords
+    min_keyword_cover: float = 0.5  # share of the question's content words found in a passage
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One turn, with the passage of it that matched best and how it was found."""
+
+    turn: Turn
+    passage: Passage
+    score: float  # fused score, higher is better
+    dense: float  # best cosine among the turn's passages (0 when not searched)
+    keyword: float  # best raw BM25 among the turn's passages
+    passage_scores: dict[int, float] = field(default_factory=dict)  # passage id -> fused
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    question: str
+    hits: tuple[Hit, ...]
+    speakers: tuple[str, ...]  # speakers the search was narrowed to
+    supported: bool  # is there real evidence for an answer?
+    best_dense: float
+    keyword_cover: float
+    timings_ms: dict
+
+
+def _pinyin_names(names: list[str]) -> dict[str, str]:
+    """'lu yangchun' / 'luyangchun' / 'yangchun lu' → 卢阳春, for English questions."""
+    try:
+        from pypinyin import lazy_pinyin
+    except ImportError:  # pinyin matching is a nicety, not a requirement
+        return {}
+    out: dict[str, str] = {}
+    for name in names:
+        syl = [s.lower() for s in lazy_pinyin(name)]
+        if not syl or not all(s.isascii() and s.isalpha() for s in syl):
+            continue
+        family, given = syl[0], "".join(syl[1:])
+        for form in (f"{family} {given}", f"{given} {family}", family + given):
+            out[form] = name
+    return out
+
+
+class Retriever:
+    def __init__(
+        self, store: IndexStore, embedder: Embedder, config: RetrieveConfig = RetrieveConfig()
+    ):
+        self.store = store
+        self.embedder = embedder
+        self.config = config
+        self.turn_of = [store.turns[p.turn_id] for p in store.passages]
+        self.speaker_names = sorted(
+            {t.speaker for t in self.turn_of if t.speaker}, key=len, reverse=True
+        )
+        self.pinyin = _pinyin_names(self.speaker_names)
+        self._speaker_rows = {
+            s: np.array([t.speaker == s for t in self.turn_of]) for s in self.speaker_names
+        }
+
+    # -- filters ------------------------------------------------------------------------
+
+    def speakers_in(self, question: str) -> list[str]:
+        """Speakers the question names, in Chinese or pinyin."""
+        found = [s for s in self.speaker_names if s in question]
+        low = re.sub(r"[^a-z ]", " ", question.lower())
+        low = " ".join(low.split())
+        for form, name in self.pinyin.items():
+            if re.search(rf"\b{re.escape(form)}\b", low) and name not in found:
+                found.append(name)
+        return found
+
+    def _mask(self, speakers: list[str], section: str | None) -> np.ndarray | None:
+        mask = None
+        if speakers:
+            mask = np.zeros(len(self.turn_of), dtype=bool)
+            for s in speakers:
+                mask |= self._speaker_rows.get(s, False)
+        if section:
+            sec = np.array(
+                [section in " › ".join((t.article, *t.section)) for t in self.turn_of]
+            )
+            mask = sec if mask is None else mask & sec
+        return mask
+
+    # -- search -------------------------------------------------------------------------
+
+    def search(
+        self,
+        question: str,
+        k: int = 5,
+        speaker: str | None = None,
+        section: str | None = None,
+        mode: str = "hybrid",
+    ) -> Retrieval:
+        import time
+
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}")
+        cfg = self.config
+        timings: dict[str, float] = {}
+        named = [speaker] if speaker else self.speakers_in(question)
+        mask = self._mask(named, section)
+        if mask is not None and not mask.any():
+            mask = self._mask([], section) if named and not speaker else mask
+
+        dense: list[tuple[int, float]] = []
+        keyword: list[tuple[int, float]] = []
+        t0 = time.perf_counter()
+        if mode in ("hybrid", "dense"):
+            qvec = self.embedder.embed_query(question)
+            timings["embed"] = (time.perf_counter() - t0) * 1000
+            t1 = time.perf_counter()
+            dense = self.store.dense_search(qvec, cfg.candidates, mask)
+            timings["dense"] = (time.perf_counter() - t1) * 1000
+        t2 = time.perf_counter()
+        q_tokens = set(tokenize(question))
+        if mode in ("hybrid", "keyword"):
+            keyword = self.store.keyword_search(question, cfg.candidates, mask)
+        timings["keyword"] = (time.perf_counter() - t2) * 1000
+
+        fused: dict[int, float] = {}
+        for weight, ranked in ((cfg.dense_weight, dense), (cfg.keyword_weight, keyword)):
+            for rank, (row, _) in enumerate(ranked):
+                fused[row] = fused.get(row, 0.0) + weight / (cfg.rrf_k + rank + 1)
+        dense_of = dict(dense)
+        keyword_of = dict(keyword)
+
+        by_turn: dict[str, list[int]] = {}
+        for row in sorted(fused, key=fused.get, reverse=True):
+            by_turn.setdefault(self.store.passages[row].turn_id, []).append(row)
+        hits = []
+        for turn_id, rows in by_turn.items():
+            best = rows[0]
+            hits.append(
+                Hit(
+                    turn=self.store.turns[turn_id],
+                    passage=self.store.passages[best],
+                    # a turn matched by several of its windows is a little more likely
+                    score=fused[best] + 0.1 * sum(fused[r] for r in rows[1:]),
+                    dense=max((dense_of.get(r, 0.0) for r in rows), default=0.0),
+                    keyword=max((keyword_of.get(r, 0.0) for r in rows), default=0.0),
+                    passage_scores={self.store.passages[r].id: fused[r] for r in rows},
+                )
+            )
+        hits.sort(key=lambda h: h.score, reverse=True)
+        hits = hits[:k]
+
+        best_dense = max((s for _, s in dense), default=0.0)
+        cover = self._keyword_cover(q_tokens, hits)
+        supported = self._supported(mode, best_dense, cover, bool(hits))
+        return Retrieval(
+            question=question,
+            hits=tuple(hits),
+            speakers=tuple(named),
+            supported=supported,
+            best_dense=best_dense,
+            keyword_cover=cover,
+            timings_ms=timings,
+        )
+
+    def _keyword_cover(self, q_tokens: set[str], hits: list[Hit]) -> float:
+        """Share of the question's content words that the best passage contains."""
+        if not q_tokens or not hits:
+            return 0.0
+        best = 0.0
+        for h in hits[:3]:
+            text = h.turn.text.lower()
+            best = max(best, sum(1 for t in q_tokens if t in text) / len(q_tokens))
+        return best
+
+    def _supported(self, mode: str, best_dense: float, cover: float, any_hit: bool) -> bool:
+        cfg = self.config
+        if not any_hit:
+            return False
+        if mode == "keyword":
+            return cover >= cfg.min_keyword_cover
+        if best_dense >= cfg.strong_dense:
+            return True
+        return best_dense >= cfg.min_dense and cover >= cfg.min_keyword_cover
