@@ -454,11 +454,7 @@ class _Newspaper:
             if para is not None and not _ends_sentence(para.text):
                 # a paragraph broken by the layout goes on; once it ends a sentence,
                 # the rest of the block is read afresh (it may be a label or a title)
-                for n, k in enumerate(block):
-                    para.add(lines[k].text, lines[k].start)
-                    if _ends_sentence(para.text) and n + 1 < len(block):
-                        queue.insert(0, block[n + 1 :])
-                        break
+                self._fill(para, block, queue)
                 continue
             text = "".join(lines[k].text for k in block)
             short = len(block) <= 2 and all(
@@ -469,13 +465,23 @@ class _Newspaper:
                 para = None
                 continue
             para = _Span()
-            for n, k in enumerate(block):
-                para.add(lines[k].text, lines[k].start)
-                if _ends_sentence(para.text) and n + 1 < len(block):
-                    queue.insert(0, block[n + 1 :])
-                    break
+            self._fill(para, block, queue)
             loose.append(_Draft("paragraph", para))
         return bios, titles, loose
+
+    def _fill(self, para: _Span, block: list[int], queue: list[list[int]]) -> None:
+        """Add a block's lines to a paragraph; label-like lines after its last sentence
+        (a column name printed right under it) are put back to be read on their own."""
+        lines = self.lines
+        for n, k in enumerate(block):
+            para.add(lines[k].text, lines[k].start)
+            rest = block[n + 1 :]
+            if rest and _ends_sentence(para.text) and all(
+                self._is_heading_line(lines[x].text) and not _ends_sentence(lines[x].text)
+                for x in rest
+            ):
+                queue.insert(0, rest)
+                return
 
     def _assign_titles(
         self, drafts: list[_Draft], titles: list[tuple[str, int]], n_articles: int

@@ -1,0 +1,145 @@
+"""Follow-up resolution is a pure function of the chat: table-tested, no model, no index."""
+
+from __future__ import annotations
+
+import pytest
+
+from qa.followup import (
+    MORE,
+    NEW,
+    NO_ANTECEDENT,
+    OTHERS,
+    PRONOUN,
+    SPEAKER_SWITCH,
+    FollowUp,
+    english_name,
+    find_speakers,
+    resolve_followup,
+)
+
+SPEAKERS = ["蔡之兵", "卢阳春", "朱旭森", "王正攀", "孙金华"]
+
+Q_ELDERLY = "卢阳春认为老年人使用政务平台有什么困难？"
+
+
+def answer(question: str, *speakers: str | None, ids: tuple[str, ...] = ()) -> dict:
+    """An ``Answer.to_dict()``-shaped dict citing ``speakers`` in order."""
+    ids = ids or tuple(f"t#{i}" for i in range(len(speakers)))
+    return {
+        "question": question,
+        "answerable": bool(speakers),
+        "answer": "",
+        "citations": [
+            {"rank": i + 1, "speaker": s, "turn_id": tid, "source": "a.txt", "start": 0, "end": 1}
+            for i, (s, tid) in enumerate(zip(speakers, ids, strict=True))
+        ],
+        "suggestions": [],
+    }
+
+
+H_LU = [(Q_ELDERLY, answer(Q_ELDERLY, "卢阳春", "朱旭森", ids=("a#7", "a#9")))]
+H_TOPIC = [("智慧城市有哪些瓶颈？", answer("智慧城市有哪些瓶颈？", "朱旭森", "蔡之兵"))]
+H_NONE: list[tuple[str, dict]] = []
+H_UNANSWERED = [("今天天气怎么样？", answer("今天天气怎么样？"))]
+
+CASES = [
+    # (id, history, question, expected question, speaker, reason)
+    ("pronoun-more", H_LU, "他还提到了什么？", Q_ELDERLY, "卢阳春", MORE),
+    ("pronoun-more-said", H_LU, "他还说了什么？", Q_ELDERLY, "卢阳春", MORE),
+    ("she-more", H_LU, "她还说了些什么", Q_ELDERLY, "卢阳春", MORE),
+    ("expert-more", H_LU, "这位专家还有什么观点？", Q_ELDERLY, "卢阳春", MORE),
+    ("first-cited-speaker", H_TOPIC, "他还说了什么？", "智慧城市有哪些瓶颈？", "朱旭森", MORE),
+    ("expert-topic", H_LU, "这位专家怎么看老年人？", "卢阳春怎么看老年人？", "卢阳春", PRONOUN),
+    ("he-topic", H_TOPIC, "他认为该如何建设绿色智慧城市？",
+     "朱旭森认为该如何建设绿色智慧城市？", "朱旭森", PRONOUN),
+    ("switch", H_LU, "那朱旭森呢？", "朱旭森认为老年人使用政务平台有什么困难？", "朱旭森",
+     SPEAKER_SWITCH),
+    ("switch-bare", H_LU, "蔡之兵呢", "蔡之兵认为老年人使用政务平台有什么困难？", "蔡之兵",
+     SPEAKER_SWITCH),
+    ("switch-honorific", H_LU, "朱老师怎么看？", "朱旭森认为老年人使用政务平台有什么困难？",
+     "朱旭森", SPEAKER_SWITCH),
+    ("switch-unnamed-question", H_TOPIC, "那卢阳春呢？", "智慧城市有哪些瓶颈？", "卢阳春",
+     SPEAKER_SWITCH),
+    ("switch-en", H_TOPIC, "What about Lu Yangchun?", "智慧城市有哪些瓶颈？", "卢阳春",
+     SPEAKER_SWITCH),
+    ("en-more", H_LU, "What else did he say?", Q_ELDERLY, "卢阳春", MORE),
+    ("en-topic", H_LU, "What does he think about green cities?",
+     "What does Lu Yangchun think about green cities?", "卢阳春", PRONOUN),
+    ("more-no-pronoun", H_TOPIC, "还有呢？", "智慧城市有哪些瓶颈？", None, MORE),
+    ("others", H_LU, "其他专家怎么看？", "认为老年人使用政务平台有什么困难？", None, OTHERS),
+    # fully formed questions are left alone
+    ("new-named", H_LU, "朱旭森怎么看绿色智慧城市？", "朱旭森怎么看绿色智慧城市？", None, NEW),
+    ("new-topic", H_LU, "智慧城市的瓶颈是什么？", "智慧城市的瓶颈是什么？", None, NEW),
+    ("new-qita", H_LU, "其他城市是怎么做的？", "其他城市是怎么做的？", None, NEW),
+    ("new-tamen", H_LU, "他们怎么看智博会？", "他们怎么看智博会？", None, NEW),
+    ("new-two-speakers", H_LU, "蔡之兵和朱旭森怎么看？", "蔡之兵和朱旭森怎么看？", None, NEW),
+    ("new-en", H_LU, "What are Chongqing's advantages?", "What are Chongqing's advantages?",
+     None, NEW),
+    ("new-first-turn", H_NONE, Q_ELDERLY, Q_ELDERLY, None, NEW),
+    # follow-ups with nothing to refer back to
+    ("no-history-pronoun", H_NONE, "他还说了什么？", "他还说了什么？", None, NO_ANTECEDENT),
+    ("no-history-switch", H_NONE, "那朱旭森呢？", "那朱旭森呢？", "朱旭森", NO_ANTECEDENT),
+    ("unanswered-pronoun", H_UNANSWERED, "他还说了什么？", "他还说了什么？", None, NO_ANTECEDENT),
+]
+
+
+@pytest.mark.parametrize(
+    ("history", "question", "want_q", "want_speaker", "want_reason"),
+    [c[1:] for c in CASES],
+    ids=[c[0] for c in CASES],
+)
+def test_resolve(history, question, want_q, want_speaker, want_reason) -> None:
+    got = resolve_followup(history, question, SPEAKERS)
+    assert (got.question, got.speaker, got.reason) == (want_q, want_speaker, want_reason)
+
+
+def test_more_excludes_what_was_shown() -> None:
+    got = resolve_followup(H_LU, "他还说了什么？", SPEAKERS)
+    assert got.exclude == ("a#7", "a#9")
+    assert got.is_followup
+
+
+def test_others_leave_out_previous_speaker() -> None:
+    got = resolve_followup(H_LU, "其他专家怎么看？", SPEAKERS)
+    assert got.exclude_speaker == "卢阳春"
+    assert got.exclude == ("a#7", "a#9")
+
+
+def test_chain_reuses_resolved_questions() -> None:
+    """那朱旭森呢 → 那蔡之兵呢 keeps the original topic, via the answers' own questions."""
+    q2 = "朱旭森认为老年人使用政务平台有什么困难？"
+    history = H_LU + [("那朱旭森呢？", answer(q2, "朱旭森"))]
+    got = resolve_followup(history, "那蔡之兵呢？", SPEAKERS)
+    assert got == FollowUp("蔡之兵认为老年人使用政务平台有什么困难？", "蔡之兵", SPEAKER_SWITCH)
+
+
+def test_more_keeps_earlier_speaker_filter() -> None:
+    """还有呢 after 那朱旭森呢 stays with 朱旭森, found by resolving the earlier turn."""
+    q2 = "朱旭森认为老年人使用政务平台有什么困难？"
+    history = H_LU + [("那朱旭森呢？", answer(q2, "朱旭森", ids=("a#9",)))]
+    got = resolve_followup(history, "还有呢？", SPEAKERS)
+    assert (got.question, got.speaker, got.reason, got.exclude) == (q2, "朱旭森", MORE, ("a#9",))
+
+
+def test_pronoun_skips_uncited_reply() -> None:
+    """A reply that cited no one does not break the thread: look one further back."""
+    history = H_LU + H_UNANSWERED
+    got = resolve_followup(history, "这位专家怎么看老年人？", SPEAKERS)
+    assert got.speaker == "卢阳春"
+
+
+def test_speakers_found_in_both_scripts() -> None:
+    text = "Zhu Xusen 和 卢阳春 以及 Prof. Cai"
+    assert [m[2] for m in find_speakers(text, SPEAKERS)] == ["朱旭森", "卢阳春", "蔡之兵"]
+    assert english_name("卢阳春") == "Lu Yangchun"
+
+
+def test_answer_without_question_falls_back_to_user_text() -> None:
+    history = [("卢阳春怎么看绿色城市？", {"citations": [{"speaker": "卢阳春"}]})]
+    got = resolve_followup(history, "那孙金华呢？", SPEAKERS)
+    assert got.question == "孙金华怎么看绿色城市？"
+
+
+def test_malformed_history_is_tolerated() -> None:
+    history = [("问题", {"citations": [None, "x", {"speaker": None}]})]
+    assert resolve_followup(history, "他还说了什么？", SPEAKERS).reason == NO_ANTECEDENT
