@@ -72,7 +72,7 @@ def _str_list(value: object, key: str) -> tuple[str, ...]:
 
 
 def parse_gold_line(line: str, lineno: int = 0) -> GoldItem:
-    """Parse one JSONL line; ValueError says what is wrong so the line can be reported and skipped."""
+    """Parse one JSONL line; the ValueError says what is wrong, so the line is reported."""
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as exc:

@@ -125,7 +125,8 @@ def write_chart(report: dict, out_dir: Path) -> Path:
     ax.set_ylabel("score")
     ax.axhline(0.9, color="#a0aec0", linewidth=0.8, linestyle="--")
     ax.set_title(f"智慧名城 QA 检索评测 · {report['n_questions']} questions, k={report['k']}")
-    ax.legend(loc="lower left", fontsize=8, ncols=2)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.07), fontsize=8,
+              ncols=len(names), frameon=False)
     p50 = [results[n].get("latency_p50_ms") or 0 for n in names]
     p95 = [results[n].get("latency_p95_ms") or 0 for n in names]
     pos = range(len(names))
@@ -134,7 +135,8 @@ def write_chart(report: dict, out_dir: Path) -> Path:
     lat.set_xticks(list(pos), names, rotation=30, ha="right")
     lat.set_ylabel("ms")
     lat.set_title("延迟 latency")
-    lat.legend(fontsize=8)
+    lat.set_ylim(0, max([*p95, 1.0]) * 1.25)
+    lat.legend(fontsize=8, loc="upper left", ncols=2)
     path = out_dir / "eval.png"
     fig.savefig(path, dpi=130)
     plt.close(fig)

@@ -58,7 +58,8 @@ _EN_OTHERS = re.compile(r"\b(?:the )?other (?:experts?|speakers?|people)\b", re.
 
 # Words that carry no topic in a follow-up; what is left after removing them is the topic.
 _ZH_FILLER = sorted(
-    """那么 那 呢 吗 嘛 啊 呀 吧 又 也 还有 还 再 另外 同样 此外 是 是否 对此 对这个 这个问题 这一问题
+    """那么 那 呢 吗 嘛 啊 呀 吧 又 也 还有 还 再 另外 同样 此外 是 是否 对此 对这个
+    这个问题 这一问题
     同一个问题 同一问题 同样的问题 这个 问题 怎么看待 怎么看 怎么说 怎么讲 怎么认为 如何看待 如何看
     如何评价 怎样看 有何看法 有什么看法 有什么观点 什么看法 什么观点 看法 观点 意见 见解 想法 的
     认为 觉得 说了 说过 说 讲了 讲过 讲 谈了 谈到了 谈到 谈过 谈 聊了 聊 提到了 提到过 提到 提了
@@ -180,6 +181,12 @@ def _cited_speaker(answer: dict) -> str | None:
 
 
 def _cited_ids(answer: dict) -> tuple[str, ...]:
+    """What the user has already been shown: the answer's own ``shown`` list when a UI
+    keeps one (it may quote only some citations, and keeps adding over "else" turns),
+    else every citation."""
+    shown = answer.get("shown")
+    if isinstance(shown, list | tuple):
+        return tuple(str(s) for s in shown)
     ids = []
     for c in answer.get("citations") or []:
         if isinstance(c, dict):

@@ -143,3 +143,11 @@ def test_answer_without_question_falls_back_to_user_text() -> None:
 def test_malformed_history_is_tolerated() -> None:
     history = [("问题", {"citations": [None, "x", {"speaker": None}]})]
     assert resolve_followup(history, "他还说了什么？", SPEAKERS).reason == NO_ANTECEDENT
+
+
+def test_shown_list_overrides_citations() -> None:
+    """A UI that quoted only some citations says so; "else" leaves out only those."""
+    prev = answer(Q_ELDERLY, "卢阳春", "卢阳春", ids=("a#7", "a#8"))
+    prev["shown"] = ["a#7", "a#3"]
+    got = resolve_followup([(Q_ELDERLY, prev)], "他还说了什么？", SPEAKERS)
+    assert got.exclude == ("a#7", "a#3")

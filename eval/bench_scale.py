@@ -1,0 +1,378 @@
+"""How the index behaves at 10k and 100k passages: build speed, size, memory, query latency,
+and how much the approximate dense index loses against exact search.
+
+    .venv/bin/python eval/bench_scale.py                  # 10k and 100k, synthetic vectors
+    .venv/bin/python eval/bench_scale.py --sizes 20000    # any sizes
+    .venv/bin/python eval/bench_scale.py --real-embed     # embed with qa.embed (slow on CPU)
+
+Texts are the corpus's own sentences, reshuffled and with some words swapped for other
+dictionary words, so the vocabulary grows with size the way real text does. Vectors (unless
+--real-embed) are random unit vectors clustered around a few hundred centroids, each
+cluster spread along its own low-dimensional subspace: uniform random vectors have no
+neighbourhoods, which would make any approximate index look worse than it is on real
+embeddings.
+
+Each size runs as two child processes — build, then load and query — so each reports its
+own peak memory. The last line printed is JSON with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from qa import store  # noqa: E402
+from qa.types import Passage, Turn  # noqa: E402
+
+K = 10
+DIMENSION = 384  # multilingual-e5-small
+CLUSTERS = 300
+SPEAKERS = 30
+PASSAGES_PER_TURN = 3
+GOAL_P50_MS = 60.0
+GOAL_RSS_MB = 2048.0
+QUESTION_FRAMES = ("{}", "{}是什么意思？", "专家怎么看{}", "关于{}有哪些观点", "如何理解{}")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def percentile_ms(seconds: list[float], q: float) -> float:
+    return round(float(np.percentile(seconds, q)) * 1000, 3)
+
+
+# ---------------------------------------------------------------------------------------
+# synthetic corpus
+
+
+def corpus_sentences() -> list[str]:
+    """Sentences of the real corpus, with the print layout's line wraps undone."""
+    text = "".join(
+        line.strip() for p in sorted((ROOT / "corpus").glob("*.txt")) for line in open(p)
+    )
+    parts = re.findall(r"[^。！？；]+[。！？；]?", text)
+    return [s for s in parts if len(s) >= 8]
+
+
+def synthetic_texts(n: int, seed: int) -> list[str]:
+    """n passages of 2–4 recombined corpus sentences with ~10 % of words swapped for other
+    dictionary words drawn by their frequency (so the vocabulary grows with size the way
+    real text's does), at most 260 characters like qa.chunk's windows."""
+    tok = store._tokenizer()
+    sentences = [tok.lcut(s, HMM=False) for s in corpus_sentences()]
+    words, freqs = zip(
+        *((w, f) for w, f in tok.FREQ.items() if f > 0 and 2 <= len(w) <= 4 and w.isalpha()),
+        strict=True,
+    )
+    draw = random.Random(seed)
+    fillers = draw.choices(words, weights=freqs, k=min(n * 10, 2_000_000))
+    texts = []
+    f = 0
+    for _ in range(n):
+        out: list[str] = []
+        for s in draw.choices(sentences, k=draw.randint(2, 4)):
+            for w in s:
+                if len(w) >= 2 and draw.random() < 0.10:
+                    w = fillers[f % len(fillers)]
+                    f += 1
+                out.append(w)
+        texts.append("".join(out)[:260])
+    return texts
+
+
+def synthetic_vectors(n: int, rng: np.random.Generator, centroids: np.ndarray) -> np.ndarray:
+    """Unit vectors around the centroids, made in blocks to keep memory flat."""
+    out = np.empty((n, centroids.shape[1]), dtype=np.float32)
+    basis_rng = np.random.default_rng(99)  # the same cluster shapes for corpus and queries
+    bases = basis_rng.standard_normal((len(centroids), 32, centroids.shape[1])).astype(np.float32)
+    bases /= np.sqrt(centroids.shape[1])
+    for start in range(0, n, 4096):
+        m = min(4096, n - start)
+        cluster = rng.integers(0, len(centroids), size=m)
+        along = rng.standard_normal((m, 32)).astype(np.float32) * 0.3
+        block = centroids[cluster] + np.einsum("mk,mkd->md", along, bases[cluster])
+        block += rng.standard_normal(block.shape).astype(np.float32) * 0.04
+        block /= np.linalg.norm(block, axis=1, keepdims=True)
+        out[start : start + m] = block
+    return out
+
+
+def make_records(texts: list[str]) -> tuple[list[Turn], list[Passage]]:
+    turns, passages = [], []
+    for start in range(0, len(texts), PASSAGES_PER_TURN):
+        chunk = texts[start : start + PASSAGES_PER_TURN]
+        n = start // PASSAGES_PER_TURN
+        body = "".join(chunk)
+        turns.append(
+            Turn(
+                id=f"bench.txt#{n}",
+                source="bench.txt",
+                article="合成语料",
+                section=(f"第{n % 50}节",),
+                speaker=f"专家{n % SPEAKERS}",
+                speaker_title=None,
+                asked=None,
+                kind="answer",
+                text=body,
+                start=0,
+                end=len(body),
+            )
+        )
+        offset = 0
+        for text in chunk:
+            passages.append(
+                Passage(
+                    id=len(passages),
+                    turn_id=turns[-1].id,
+                    text=text,
+                    source="bench.txt",
+                    start=offset,
+                    end=offset + len(text),
+                )
+            )
+            offset += len(text)
+    return turns, passages
+
+
+def filter_masks(n: int) -> dict[str, np.ndarray]:
+    """A one-speaker filter (~3 % of rows) and a half-of-the-corpus filter."""
+    rows = np.arange(n)
+    return {
+        "one_speaker": (rows // PASSAGES_PER_TURN) % SPEAKERS == 0,
+        "half": (rows // PASSAGES_PER_TURN) % 2 == 0,
+    }
+
+
+def exact_top(vectors: np.ndarray, queries: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """Ground truth: exact top-K rows by inner product (numpy, independent of faiss)."""
+    out = np.empty((len(queries), K), dtype=np.int64)
+    rows = np.flatnonzero(mask) if mask is not None else np.arange(len(vectors))
+    sub = vectors[rows]
+    for i in range(0, len(queries), 64):
+        scores = queries[i : i + 64] @ sub.T
+        top = np.argpartition(-scores, K - 1, axis=1)[:, :K]
+        order = np.take_along_axis(scores, top, axis=1).argsort(axis=1)[:, ::-1]
+        out[i : i + 64] = rows[np.take_along_axis(top, order, axis=1)]
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# child: build
+
+
+def run_build(n: int, work: Path, queries: int, real_embed: bool, seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    t = time.perf_counter()
+    texts = synthetic_texts(n, seed)
+    turns, passages = make_records(texts)
+    made_texts_s = time.perf_counter() - t
+
+    question_texts = []
+    for s in rng.choice(len(texts), size=queries):
+        text = texts[s]
+        a = int(rng.integers(0, max(1, len(text) - 12)))
+        question_texts.append(QUESTION_FRAMES[s % len(QUESTION_FRAMES)].format(text[a : a + 12]))
+
+    embed_s = 0.0
+    if real_embed:
+        from qa.embed import load_embedder
+
+        embedder = load_embedder(progress=lambda _m: None)
+        t = time.perf_counter()
+        vectors = embedder.embed_passages(texts)
+        embed_s = time.perf_counter() - t
+        query_vectors = np.stack([embedder.embed_query(q) for q in question_texts])
+        model_name = embedder.name
+    else:
+        centroids = rng.standard_normal((CLUSTERS, DIMENSION)).astype(np.float32)
+        centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+        vectors = synthetic_vectors(n, rng, centroids)
+        query_vectors = synthetic_vectors(queries, rng, centroids)
+        model_name = "synthetic"
+
+    index_dir = work / "index"
+    t = time.perf_counter()
+    store.build_index(index_dir, turns, passages, vectors, model_name, {"bench.txt": "x"}, None)
+    build_s = time.perf_counter() - t
+
+    truth = {"all": exact_top(vectors, query_vectors, None)}
+    for name, mask in filter_masks(n).items():
+        truth[name] = exact_top(vectors, query_vectors, mask)
+    np.savez(
+        work / "queries.npz", vectors=query_vectors, **{f"truth_{k}": v for k, v in truth.items()}
+    )
+    (work / "questions.json").write_text(json.dumps(question_texts, ensure_ascii=False), "utf-8")
+    manifest = json.loads((index_dir / "manifest.json").read_text("utf-8"))
+    return {
+        "passages": n,
+        "make_texts_s": round(made_texts_s, 2),
+        "embed_s": round(embed_s, 2),
+        "build_s": round(build_s, 2),
+        "build_passages_per_s": round(n / build_s, 1),
+        "index_mb": round(sum(f.stat().st_size for f in index_dir.iterdir()) / 1e6, 1),
+        "vocabulary": manifest["counts"]["vocabulary"],
+        "dense_index": manifest["dense"],
+        "build_peak_rss_mb": round(peak_rss_mb(), 1),
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# child: load and query
+
+
+def run_query(work: Path) -> dict:
+    t = time.perf_counter()
+    index = store.load_index(work / "index")
+    load_s = time.perf_counter() - t
+    data = np.load(work / "queries.npz", allow_pickle=False)
+    query_vectors = data["vectors"]
+    questions = json.loads((work / "questions.json").read_text("utf-8"))
+    masks = {"all": None, **filter_masks(len(index))}
+
+    out: dict = {"load_s": round(load_s, 2)}
+    for name, mask in masks.items():
+        index.dense_search(query_vectors[0], K, mask)  # warm up
+        seconds, found = [], []
+        for q in query_vectors:
+            t = time.perf_counter()
+            hits = index.dense_search(q, K, mask)
+            seconds.append(time.perf_counter() - t)
+            found.append([row for row, _ in hits])
+        truth = data[f"truth_{name}"]
+        recall = np.mean([len(set(f) & set(t)) / K for f, t in zip(found, truth, strict=True)])
+        allowed_ok = mask is None or all(mask[r] for f in found for r in f)
+        out[f"dense_{name}"] = {
+            "p50_ms": percentile_ms(seconds, 50),
+            "p95_ms": percentile_ms(seconds, 95),
+            "recall_at_10": round(float(recall), 4),
+            "only_allowed_rows": bool(allowed_ok),
+            "full_k": all(len(f) == K for f in found),
+        }
+
+    index.keyword_search(questions[0], K)
+    seconds, hit_counts = [], []
+    for q in questions:
+        t = time.perf_counter()
+        hits = index.keyword_search(q, K)
+        seconds.append(time.perf_counter() - t)
+        hit_counts.append(len(hits))
+    out["keyword"] = {
+        "p50_ms": percentile_ms(seconds, 50),
+        "p95_ms": percentile_ms(seconds, 95),
+        "queries_with_hits": sum(1 for c in hit_counts if c) / len(hit_counts),
+    }
+    out["query_peak_rss_mb"] = round(peak_rss_mb(), 1)
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# parent
+
+
+def child(args: list[str]) -> dict:
+    done = subprocess.run(
+        [sys.executable, __file__, *args], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr)
+        raise SystemExit(f"bench child {args} failed with exit code {done.returncode}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--real-embed", action="store_true", help="embed with qa.embed")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--workdir", type=Path, help="keep indexes here (default: temp)")
+    parser.add_argument("--build", type=int, help=argparse.SUPPRESS)  # child mode
+    parser.add_argument("--query", action="store_true", help=argparse.SUPPRESS)  # child mode
+    args = parser.parse_args()
+
+    if args.build is not None:
+        result = run_build(args.build, args.workdir, args.queries, args.real_embed, args.seed)
+        print(json.dumps(result))
+        return
+    if args.query:
+        print(json.dumps(run_query(args.workdir)))
+        return
+
+    if args.real_embed:
+        try:
+            import qa.embed  # noqa: F401
+        except ImportError:
+            raise SystemExit("--real-embed needs qa/embed.py") from None
+    base = args.workdir or Path(tempfile.mkdtemp(prefix="qa-bench-"))
+    results = {}
+    try:
+        for n in args.sizes:
+            work = base / f"n{n}"
+            work.mkdir(parents=True, exist_ok=True)
+            common = ["--workdir", str(work), "--queries", str(args.queries)]
+            extra = ["--real-embed"] if args.real_embed else []
+            print(f"== {n:,} passages: building…", flush=True)
+            built = child(["--build", str(n), "--seed", str(args.seed), *common, *extra])
+            print(f"== {n:,} passages: querying…", flush=True)
+            queried = child(["--query", *common])
+            results[n] = {**built, **queried}
+            report(results[n])
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(base, ignore_errors=True)
+
+    largest = results[max(results)]
+    goal = {
+        "size": max(results),
+        "dense_p50_ms": largest["dense_all"]["p50_ms"],
+        "keyword_p50_ms": largest["keyword"]["p50_ms"],
+        "query_peak_rss_mb": largest["query_peak_rss_mb"],
+    }
+    goal["met"] = (
+        max(goal["dense_p50_ms"], goal["keyword_p50_ms"]) <= GOAL_P50_MS
+        and goal["query_peak_rss_mb"] <= GOAL_RSS_MB
+    )
+    print(json.dumps({"results": results, "goal": goal}, ensure_ascii=False))
+
+
+def report(r: dict) -> None:
+    d = r["dense_index"]
+    kind = d["type"] + ("" if d.get("exact") else f" nlist={d['nlist']} nprobe={d['nprobe']}")
+    print(f"  dense index      {kind}")
+    print(
+        f"  build            {r['build_s']} s ({r['build_passages_per_s']:,.0f} passages/s), "
+        f"{r['index_mb']} MB on disk, {r['vocabulary']:,} terms, "
+        f"peak RSS {r['build_peak_rss_mb']:.0f} MB"
+    )
+    print(
+        f"  load             {r['load_s']} s, "
+        f"peak RSS while querying {r['query_peak_rss_mb']:.0f} MB"
+    )
+    for name in ("all", "one_speaker", "half"):
+        q = r[f"dense_{name}"]
+        print(
+            f"  dense {name:<12}p50 {q['p50_ms']} ms  p95 {q['p95_ms']} ms  "
+            f"recall@10 {q['recall_at_10']}  filter respected {q['only_allowed_rows']}"
+        )
+    q = r["keyword"]
+    print(f"  keyword          p50 {q['p50_ms']} ms  p95 {q['p95_ms']} ms", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,684 @@
+"""The on-disk index: dense vectors (FAISS) + BM25 keyword weights + the records they point at.
+
+One folder holds everything a query needs, written by ``build_index`` and read back by
+``load_index``::
+
+    manifest.json   what was built from what (model, corpus hashes, index type) + file checksums
+    vectors.faiss   faiss.write_index of the L2-normalised passage vectors (inner product = cosine)
+    bm25.npz        BM25 term-document weights as a CSC sparse matrix + the vocabulary (as JSON)
+    passages.json   Passage.to_dict() records; row i of every matrix is passages[i]
+    turns.json      Turn.to_dict() records the passages belong to
+
+Nothing is pickled, so a folder from somewhere else cannot run code when loaded. A build
+writes into a temporary sibling folder and renames it into place, so readers see either
+the old index or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import threading
+import time
+import unicodedata
+import uuid
+import zipfile
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import faiss
+import jieba
+import numpy as np
+from scipy import sparse
+
+from .errors import IndexProblem
+from .types import Passage, Turn
+
+Progress = Callable[[str], object] | None
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+VECTORS = "vectors.faiss"
+BM25 = "bm25.npz"
+PASSAGES = "passages.json"
+TURNS = "turns.json"
+DATA_FILES = (VECTORS, BM25, PASSAGES, TURNS)
+REBUILD = "rebuild it with `qa index`"
+
+# Dense search: exact below this many passages; above it an IVF index, whose recall@10
+# against exact search eval/bench_scale.py measures (≥ 0.95 required).
+EXACT_SEARCH_LIMIT = 20_000
+IVF_LISTS_PER_SQRT_N = 2  # nlist = 2·√n: ~630 lists at 100k passages
+IVF_NPROBE = 32  # lists scanned per query: ~5 % of the vectors at 100k
+IVF_TRAIN_POINTS_PER_LIST = 64  # k-means sample size; more only slows the build
+
+BM25_K1 = 1.5
+BM25_B = 0.75
+
+# ---------------------------------------------------------------------------------------
+# tokenizer
+
+# Words that carry no evidence: a passage should not match a question because both contain
+# 的 or 什么. Greetings are here too, so "你好" finds nothing instead of everything.
+CHINESE_STOP_WORDS = frozenset(
+    """
+    的 地 得 了 着 过 是 在 和 与 及 以及 或 或者 也 都 就 还 又 而 而且 并 并且 但 但是 却
+    把 被 对 对于 从 向 于 以 为 为了 由 让 给 将 到 之 其 及其 所 这 那 这个 那个 这些 那些
+    这样 那样 这种 那种 此 该 各 每 一个 一些 有 没有 不 没 很 更 最 非常 比较 已经 正在 可以
+    能 会 要 应 应该 可能 需要 吧 啊 呀 哦 嗯 么 吗 呢 嘛 哈 啦 我 你 您 他 她 它 我们 你们
+    您们 他们 她们 它们 咱们 大家 自己 什么 怎么 怎样 怎么样 如何 为什么 为何 哪 哪些 哪个
+    哪里 哪儿 多少 几 是否 是不是 有没有 认为 觉得 看来 看待 看法 观点 谈谈 谈一谈 说说 讲讲
+    介绍 一下 请 请问 问 问题 你好 您好 大家好 谢谢 感谢 等 等等 方面 如果 因为 所以 因此
+    虽然 然后 其中 什么样 之间
+    """.split()
+)
+ENGLISH_STOP_WORDS = frozenset(
+    """
+    a an the and or but of to in on at by for with from as into about than then so if
+    is are was were be been being am do does did done have has had having it its this that
+    these those there here i me my we our us you your he him his she her they them their
+    what which who whom whose how why when where can could should would will shall may might
+    must not no yes please tell think hello hi thanks thank
+    """.split()
+)
+STOP_WORDS = CHINESE_STOP_WORDS | ENGLISH_STOP_WORDS
+JIEBA_HMM = False  # unknown words (names) become single characters, split the same way in
+# documents and queries; the HMM guesses them differently by context and is 2× slower.
+
+_jieba_lock = threading.Lock()
+_jieba: jieba.Tokenizer | None = None
+
+
+def _tokenizer() -> jieba.Tokenizer:
+    """A private jieba instance, loaded once per process.
+
+    Private so words another module adds to the global jieba cannot change how this index
+    splits text (the index would silently stop matching its own queries).
+    """
+    global _jieba
+    if _jieba is None:
+        with _jieba_lock:
+            if _jieba is None:
+                jieba.setLogLevel(logging.WARNING)
+                tok = jieba.Tokenizer()
+                tok.initialize()
+                _jieba = tok
+    return _jieba
+
+
+def tokenize(text: str) -> list[str]:
+    """jieba search-mode tokens, lower-cased; punctuation, whitespace and stop words dropped.
+
+    Search mode also emits the short words inside long ones (必然趋势 → 必然, 趋势,
+    必然趋势), so a question using part of a compound still matches it.
+    """
+    # NFKC: full-width Ａ１ → A1 so both forms match; lower-casing first does not change
+    # how jieba splits (it keeps runs of Latin letters together either way)
+    text = unicodedata.normalize("NFKC", text).lower()
+    return [t for t in _tokenizer().lcut_for_search(text, HMM=JIEBA_HMM) if _is_content(t)]
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _is_content(token: str) -> bool:
+    """Not a stop word, not punctuation or whitespace. Cached: tokens repeat endlessly."""
+    return token not in STOP_WORDS and any(ch.isalnum() for ch in token)
+
+
+def tokenizer_signature() -> str:
+    """Changes whenever tokenize() would split a text differently: a keyword index built
+    with another signature no longer matches its queries."""
+    spec = {
+        "splitter": "jieba.lcut_for_search",
+        "jieba": getattr(jieba, "__version__", "?"),
+        "hmm": JIEBA_HMM,
+        "normalise": "NFKC+lower",
+        "stop_words": sorted(STOP_WORDS),
+    }
+    return hashlib.sha256(json.dumps(spec, ensure_ascii=False).encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------
+# corpus fingerprint
+
+
+def corpus_fingerprint(corpus_dir: Path) -> dict[str, str]:
+    """Relative path → sha256 of each text file, as the manifest records it.
+
+    Delegates to qa.corpus so the store and the parser agree on which files count and how
+    they are read (same hashes whichever module a caller asks).
+    """
+    from .corpus import corpus_fingerprint as fingerprint_files
+    from .corpus import read_corpus
+
+    return fingerprint_files(read_corpus(corpus_dir))
+
+
+# ---------------------------------------------------------------------------------------
+# building
+
+
+def _say(progress: Progress, message: str) -> None:
+    if progress is not None:
+        progress(message)
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _normalised(vectors: np.ndarray) -> np.ndarray:
+    """float32 rows of unit length (zero rows stay zero), so inner product is cosine."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    np.divide(vectors, norms, out=vectors, where=norms > 0)
+    return vectors
+
+
+def _build_dense(vectors: np.ndarray, progress: Progress) -> tuple[faiss.Index, dict]:
+    """Exact search while it is fast enough; an IVF index (≥ 0.95 recall@10) beyond that."""
+    n, dim = vectors.shape
+    if n <= EXACT_SEARCH_LIMIT:
+        index = faiss.IndexFlatIP(dim)
+        index.add(vectors)
+        return index, {"type": "IndexFlatIP", "metric": "inner_product", "exact": True}
+
+    nlist = max(1, round(IVF_LISTS_PER_SQRT_N * math.sqrt(n)))
+    quantizer = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    index.cp.spherical = True  # centroids on the unit sphere, like the vectors
+    index.cp.seed = 1234  # same corpus → same index
+    sample = min(n, nlist * IVF_TRAIN_POINTS_PER_LIST)
+    _say(progress, f"index: training {nlist} IVF lists on {sample:,} vectors…")
+    rows = np.random.default_rng(1234).choice(n, size=sample, replace=False)
+    index.train(vectors[np.sort(rows)])
+    step = 25_000
+    for start in range(0, n, step):
+        index.add(vectors[start : start + step])
+        _say(progress, f"index: added {min(n, start + step):,}/{n:,} vectors")
+    info = {
+        "type": "IndexIVFFlat",
+        "metric": "inner_product",
+        "exact": False,
+        "nlist": nlist,
+        "nprobe": min(nlist, IVF_NPROBE),
+        "train_points": sample,
+    }
+    return index, info
+
+
+def _build_bm25(texts: Sequence[str], progress: Progress) -> tuple[sparse.csc_matrix, list[str]]:
+    """BM25 weight of every (passage, term) pair, so a query is a sum of a few columns."""
+    n = len(texts)
+    vocab: dict[str, int] = {}
+    term_ids: list[int] = []
+    doc_lengths = np.zeros(n, dtype=np.int64)
+    t0 = last = time.perf_counter()
+    for row, text in enumerate(texts):
+        tokens = tokenize(text)
+        doc_lengths[row] = len(tokens)
+        term_ids.extend(vocab.setdefault(t, len(vocab)) for t in tokens)
+        now = time.perf_counter()
+        if now - last > 5:
+            last = now
+            rate = (row + 1) / (now - t0)
+            _say(progress, f"index: tokenized {row + 1:,}/{n:,} passages ({rate:,.0f}/s)")
+    rows = np.repeat(np.arange(n, dtype=np.int32), doc_lengths)
+    cols = np.asarray(term_ids, dtype=np.int32)
+    tf = sparse.csr_matrix(
+        (np.ones(len(cols), dtype=np.float32), (rows, cols)), shape=(n, len(vocab))
+    )
+    tf.sum_duplicates()
+    df = np.bincount(tf.indices, minlength=len(vocab))
+    idf = np.log1p((n - df + 0.5) / (df + 0.5)).astype(np.float32)  # never negative
+    avg_len = max(float(doc_lengths.mean()) if n else 0.0, 1e-9)
+    row_of_entry = np.repeat(np.arange(n), np.diff(tf.indptr))
+    norm = BM25_K1 * (1 - BM25_B + BM25_B * doc_lengths[row_of_entry] / avg_len)
+    tf.data = (idf[tf.indices] * tf.data * (BM25_K1 + 1) / (tf.data + norm)).astype(np.float32)
+    return tf.tocsc(), list(vocab)
+
+
+def _write_json(path: Path, value: object) -> None:
+    path.write_text(json.dumps(value, ensure_ascii=False, separators=(",", ":")), "utf-8")
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _check_replaceable(index_dir: Path) -> None:
+    """Refuse to swap away a folder that is not an index (a typo'd --index must not eat data)."""
+    if not index_dir.exists():
+        return
+    if not index_dir.is_dir():
+        raise IndexProblem(f"{index_dir} is a file, not an index folder: choose another --index")
+    if any(index_dir.iterdir()) and not (index_dir / MANIFEST).exists():
+        raise IndexProblem(
+            f"{index_dir} is a non-empty folder that is not an index: "
+            "choose another --index path or empty it"
+        )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _clear_leftovers(index_dir: Path) -> None:
+    """Delete temp folders that builds killed mid-way left next to the index."""
+    for prefix in (f".{index_dir.name}.building-", f".{index_dir.name}.old-"):
+        for path in index_dir.parent.glob(prefix + "*"):
+            pid = path.name[len(prefix) :].split("-", 1)[0]
+            if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def _swap_in(new_dir: Path, index_dir: Path) -> None:
+    """Put the finished folder in place; on failure the previous index is put back."""
+    old_dir = None
+    if index_dir.exists():
+        old_dir = index_dir.parent / f".{index_dir.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        os.rename(index_dir, old_dir)
+    try:
+        os.rename(new_dir, index_dir)
+    except BaseException:
+        if old_dir is not None:
+            os.rename(old_dir, index_dir)
+        raise
+    _fsync(index_dir.parent)
+    if old_dir is not None:
+        shutil.rmtree(old_dir, ignore_errors=True)
+
+
+def build_index(
+    index_dir: Path,
+    turns: list[Turn],
+    passages: list[Passage],
+    vectors: np.ndarray,
+    model_name: str,
+    corpus_hashes: dict[str, str],
+    progress: Progress = print,
+    keyword_texts: Sequence[str] | None = None,
+) -> None:
+    """Write a complete index folder, replacing any previous one atomically.
+
+    ``keyword_texts`` (one per passage) is what BM25 indexes when it should see more than
+    the passage text, e.g. the speaker and section line; by default the passage text.
+    A failure at any point leaves the previous index untouched.
+    """
+    t0 = time.perf_counter()
+    index_dir = Path(index_dir)
+    n = len(passages)
+    if n == 0:
+        raise IndexProblem("nothing to index (no passages): add interview files to the corpus")
+    vectors = np.asarray(vectors)
+    if vectors.ndim != 2 or vectors.shape[0] != n:
+        raise ValueError(f"need one vector per passage: {n} passages, vectors {vectors.shape}")
+    if not np.isfinite(vectors).all():
+        raise ValueError("vectors contain NaN or infinity")
+    if any(p.id != row for row, p in enumerate(passages)):
+        raise ValueError("passage ids must be their row numbers 0..n-1, in order")
+    turn_ids = {t.id for t in turns}
+    missing = sorted({p.turn_id for p in passages} - turn_ids)
+    if missing:
+        raise ValueError(f"passages refer to turns not given: {missing[:3]}")
+    if keyword_texts is None:
+        keyword_texts = [p.text for p in passages]
+    if len(keyword_texts) != n:
+        raise ValueError(f"need one keyword text per passage: {n} vs {len(keyword_texts)}")
+
+    _check_replaceable(index_dir)
+    index_dir.parent.mkdir(parents=True, exist_ok=True)
+    _clear_leftovers(index_dir)
+    work = Path(
+        tempfile.mkdtemp(prefix=f".{index_dir.name}.building-{os.getpid()}-", dir=index_dir.parent)
+    )
+    try:
+        vectors = _normalised(vectors)
+        _say(progress, f"index: dense search over {n:,} vectors of {vectors.shape[1]} dimensions")
+        dense, dense_info = _build_dense(vectors, progress)
+        faiss.write_index(dense, str(work / VECTORS))
+        del dense
+
+        _say(progress, f"index: keyword search (BM25) over {n:,} passages…")
+        weights, vocabulary = _build_bm25(keyword_texts, progress)
+        np.savez(
+            work / BM25,
+            data=weights.data,
+            indices=weights.indices,
+            indptr=weights.indptr,
+            shape=np.asarray(weights.shape, dtype=np.int64),
+            vocabulary_json=np.frombuffer(
+                json.dumps(vocabulary, ensure_ascii=False).encode("utf-8"), dtype=np.uint8
+            ),
+        )
+        _write_json(work / PASSAGES, [p.to_dict() for p in passages])
+        _write_json(work / TURNS, [t.to_dict() for t in turns])
+
+        files = {}
+        for name in DATA_FILES:
+            _fsync(work / name)
+            files[name] = {
+                "sha256": _sha256_file(work / name),
+                "bytes": (work / name).stat().st_size,
+            }
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "model": model_name,
+            "dimension": int(vectors.shape[1]),
+            "corpus": dict(sorted(corpus_hashes.items())),
+            "counts": {"turns": len(turns), "passages": n, "vocabulary": len(vocabulary)},
+            "dense": dense_info,
+            "keyword": {
+                "scheme": "bm25",
+                "k1": BM25_K1,
+                "b": BM25_B,
+                "tokenizer": tokenizer_signature(),
+            },
+            "files": files,
+            "build_seconds": round(time.perf_counter() - t0, 2),
+        }
+        (work / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=2), "utf-8")
+        _fsync(work / MANIFEST)
+        _swap_in(work, index_dir)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    size = sum(f["bytes"] for f in files.values())
+    _say(
+        progress,
+        f"index: ready at {index_dir} ({n:,} passages, {len(vocabulary):,} terms, "
+        f"{dense_info['type']}, {size / 1e6:.1f} MB) in {time.perf_counter() - t0:.1f} s",
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# freshness
+
+
+def _read_manifest(index_dir: Path) -> dict | None:
+    try:
+        manifest = json.loads((index_dir / MANIFEST).read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def _name_some(names: list[str], limit: int = 3) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def stale_reason(index_dir: Path, corpus_hashes: dict[str, str], model_name: str) -> str | None:
+    """Why the index must be rebuilt before use, as a sentence; None when it is usable.
+
+    Cheap (reads the manifest and file sizes only): callers ask on every start-up.
+    Checksums are verified by load_index.
+    """
+    index_dir = Path(index_dir)
+    if not (index_dir / MANIFEST).is_file():
+        return "no index yet"
+    manifest = _read_manifest(index_dir)
+    if manifest is None:
+        return "the index manifest is unreadable"
+    if manifest.get("format_version") != FORMAT_VERSION:
+        return (
+            f"the index has format {manifest.get('format_version')}, "
+            f"this version of qa needs format {FORMAT_VERSION}"
+        )
+    if manifest.get("model") != model_name:
+        return f"the index was built with model {manifest.get('model')}, not {model_name}"
+    built = manifest.get("corpus") or {}
+    added = sorted(set(corpus_hashes) - set(built))
+    removed = sorted(set(built) - set(corpus_hashes))
+    changed = sorted(f for f in set(built) & set(corpus_hashes) if built[f] != corpus_hashes[f])
+    if added or removed or changed:
+        parts = [
+            f"{_name_some(names)} {verb}"
+            for names, verb in ((added, "added"), (changed, "changed"), (removed, "removed"))
+            if names
+        ]
+        return "corpus changed: " + "; ".join(parts)
+    if (manifest.get("keyword") or {}).get("tokenizer") != tokenizer_signature():
+        return "the keyword tokenizer changed since the index was built"
+    files = manifest.get("files") or {}
+    damaged = [
+        name
+        for name in DATA_FILES
+        if not (index_dir / name).is_file()
+        or (index_dir / name).stat().st_size != (files.get(name) or {}).get("bytes")
+    ]
+    if damaged:
+        return f"index files missing or damaged: {', '.join(damaged)}"
+    return None
+
+
+# ---------------------------------------------------------------------------------------
+# loading and searching
+
+
+def _corrupt(index_dir: Path, what: str) -> IndexProblem:
+    return IndexProblem(f"index at {index_dir} is corrupt ({what}): {REBUILD}")
+
+
+def _turn_from_dict(d: dict) -> Turn:
+    return Turn(**{**d, "section": tuple(d["section"]), "offsets": ()})
+
+
+class IndexStore:
+    """A loaded index: the records, the dense index and the BM25 weights. Read-only and
+    safe to search from several threads."""
+
+    def __init__(
+        self,
+        index_dir: Path,
+        manifest: dict,
+        turns: dict[str, Turn],
+        passages: list[Passage],
+        dense: faiss.Index,
+        keyword_weights: sparse.csc_matrix,
+        vocabulary: list[str],
+    ):
+        self.index_dir = index_dir
+        self.manifest = manifest
+        self.turns = turns
+        self.passages = passages
+        self._dense = dense
+        self._dense_info = manifest["dense"]
+        self._weights = keyword_weights
+        self._term_id = {term: i for i, term in enumerate(vocabulary)}
+
+    def __len__(self) -> int:
+        return len(self.passages)
+
+    @property
+    def dimension(self) -> int:
+        return int(self.manifest["dimension"])
+
+    @property
+    def model_name(self) -> str:
+        return str(self.manifest["model"])
+
+    def _check_allowed(self, allowed: np.ndarray | None) -> np.ndarray | None:
+        if allowed is None:
+            return None
+        allowed = np.asarray(allowed, dtype=bool)
+        if allowed.shape != (len(self.passages),):
+            raise ValueError(
+                f"allowed must be a boolean mask of {len(self.passages)} rows, "
+                f"got shape {allowed.shape}"
+            )
+        return allowed
+
+    def dense_search(
+        self, query_vec: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> list[tuple[int, float]]:
+        """Top-k (row, cosine) by inner product, best first, only from ``allowed`` rows.
+
+        Returns min(k, allowed rows) results: a filtered IVF search scans proportionally
+        more lists, and falls back to scanning all of them (exact) if that is not enough.
+        """
+        allowed = self._check_allowed(allowed)
+        n = len(self.passages)
+        query = np.ascontiguousarray(np.asarray(query_vec, dtype=np.float32).reshape(1, -1))
+        if query.shape[1] != self.dimension:
+            raise IndexProblem(
+                f"query vector has {query.shape[1]} dimensions but the index at "
+                f"{self.index_dir} has {self.dimension}: {REBUILD} using the same model"
+            )
+        available = n if allowed is None else int(allowed.sum())
+        want = min(int(k), available)
+        if want <= 0:
+            return []
+
+        selector = bits = None
+        if allowed is not None and available < n:
+            bits = np.packbits(allowed, bitorder="little")  # faiss reads bit i of byte i>>3
+            selector = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bits))
+
+        if self._dense_info.get("exact", True):
+            params = faiss.SearchParameters(sel=selector) if selector is not None else None
+            hits = self._search(query, want, params)
+        else:
+            nlist = int(self._dense_info["nlist"])
+            base = int(self._dense_info["nprobe"])
+            # a filter keeps a fraction of each list: scan more lists to see as many rows
+            nprobe = min(nlist, math.ceil(base * n / available))
+            hits = self._search(query, want, self._ivf_params(nprobe, selector))
+            if len(hits) < want and nprobe < nlist:
+                hits = self._search(query, want, self._ivf_params(nlist, selector))
+        del bits  # the selector reads this buffer; keep it alive until searches are done
+        return hits
+
+    @staticmethod
+    def _ivf_params(nprobe: int, selector: faiss.IDSelector | None) -> faiss.SearchParametersIVF:
+        if selector is None:
+            return faiss.SearchParametersIVF(nprobe=nprobe)
+        return faiss.SearchParametersIVF(nprobe=nprobe, sel=selector)
+
+    def _search(
+        self, query: np.ndarray, k: int, params: faiss.SearchParameters | None
+    ) -> list[tuple[int, float]]:
+        scores, rows = self._dense.search(query, k, params=params)
+        return [(int(r), float(s)) for r, s in zip(rows[0], scores[0], strict=True) if r >= 0]
+
+    def keyword_search(
+        self, query: str, k: int, allowed: np.ndarray | None = None
+    ) -> list[tuple[int, float]]:
+        """Top-k (row, raw BM25 score) of passages sharing a content word with the query.
+
+        Empty when the query has only stop words or words no passage uses: no keyword
+        evidence is better than matching everything weakly.
+        """
+        allowed = self._check_allowed(allowed)
+        if k <= 0:
+            return []
+        term_ids = sorted({self._term_id[t] for t in tokenize(query) if t in self._term_id})
+        if not term_ids:
+            return []
+        w = self._weights
+        spans = [(w.indptr[j], w.indptr[j + 1]) for j in term_ids]
+        rows = np.concatenate([w.indices[a:b] for a, b in spans])
+        weights = np.concatenate([w.data[a:b] for a, b in spans])
+        if allowed is not None:
+            keep = allowed[rows]
+            rows, weights = rows[keep], weights[keep]
+        if rows.size == 0:
+            return []
+        # summing the query terms' columns: O(postings + passages), ~1 ms at 100k passages
+        totals = np.bincount(rows, weights=weights, minlength=w.shape[0])
+        candidates = np.flatnonzero(totals)  # BM25 weights are > 0: nonzero = matched
+        scores = totals[candidates]
+        if candidates.size > k:
+            top = np.argpartition(-scores, k - 1)[:k]
+            candidates, scores = candidates[top], scores[top]
+        order = np.lexsort((candidates, -scores))  # best first; ties by row for stable output
+        return [(int(candidates[i]), float(scores[i])) for i in order]
+
+
+def load_index(index_dir: Path) -> IndexStore:
+    """Open an index folder after checking it is complete, intact and of this format.
+
+    Raises IndexProblem with a one-line message that says how to fix it.
+    """
+    index_dir = Path(index_dir)
+    if not index_dir.is_dir():
+        raise IndexProblem(f"no index at {index_dir}: build it with `qa index`")
+    if not (index_dir / MANIFEST).is_file():
+        raise IndexProblem(f"index at {index_dir} is incomplete ({MANIFEST} missing): {REBUILD}")
+    manifest = _read_manifest(index_dir)
+    if manifest is None:
+        raise _corrupt(index_dir, f"{MANIFEST} is not valid JSON")
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise IndexProblem(
+            f"index at {index_dir} has format {version}, this version of qa reads format "
+            f"{FORMAT_VERSION}: {REBUILD}"
+        )
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        raise _corrupt(index_dir, f"{MANIFEST} lists no file checksums")
+    for name in DATA_FILES:
+        path = index_dir / name
+        if not path.is_file():
+            raise IndexProblem(f"index at {index_dir} is incomplete ({name} missing): {REBUILD}")
+        expected = (files.get(name) or {}).get("sha256")
+        if _sha256_file(path) != expected:
+            raise _corrupt(index_dir, f"{name} checksum mismatch")
+
+    try:
+        passages = [Passage(**d) for d in json.loads((index_dir / PASSAGES).read_text("utf-8"))]
+    except (ValueError, TypeError, KeyError) as exc:
+        raise _corrupt(index_dir, f"{PASSAGES} unreadable: {exc.__class__.__name__}") from None
+    try:
+        turn_list = [_turn_from_dict(d) for d in json.loads((index_dir / TURNS).read_text("utf-8"))]
+    except (ValueError, TypeError, KeyError) as exc:
+        raise _corrupt(index_dir, f"{TURNS} unreadable: {exc.__class__.__name__}") from None
+    try:
+        dense = faiss.read_index(str(index_dir / VECTORS))
+    except RuntimeError:
+        raise _corrupt(index_dir, f"{VECTORS} unreadable") from None
+    try:
+        with np.load(index_dir / BM25, allow_pickle=False) as npz:
+            shape = tuple(int(x) for x in npz["shape"])
+            weights = sparse.csc_matrix((npz["data"], npz["indices"], npz["indptr"]), shape=shape)
+            vocabulary = json.loads(npz["vocabulary_json"].tobytes().decode("utf-8"))
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise _corrupt(index_dir, f"{BM25} unreadable: {exc.__class__.__name__}") from None
+
+    n = len(passages)
+    if dense.ntotal != n:
+        raise _corrupt(index_dir, f"{dense.ntotal} vectors for {n} passages")
+    if dense.d != manifest.get("dimension"):
+        raise _corrupt(index_dir, f"vectors have {dense.d} dimensions, manifest says otherwise")
+    if weights.shape != (n, len(vocabulary)):
+        raise _corrupt(index_dir, f"keyword weights shaped {weights.shape} for {n} passages")
+    if any(p.id != row for row, p in enumerate(passages)):
+        raise _corrupt(index_dir, "passage ids out of order")
+    turns = {t.id: t for t in turn_list}
+    if any(p.turn_id not in turns for p in passages):
+        raise _corrupt(index_dir, "a passage refers to a missing turn")
+    if "dense" not in manifest or "model" not in manifest:
+        raise _corrupt(index_dir, f"{MANIFEST} lacks the model or index type")
+    _tokenizer()  # load jieba now, not during the first question
+    return IndexStore(index_dir, manifest, turns, passages, dense, weights, vocabulary)

@@ -1,0 +1,608 @@
+"""The Gradio chat: the experts' own words, each cited to who said it and where.
+
+Every string that comes from a user or from the corpus goes through ``esc`` before it
+reaches the chat, which renders Markdown and HTML: a question like
+``<img src=x onerror=alert(1)>`` must show as text, and a passage with ``*`` or ``$``
+must not turn into emphasis or maths. Replies are built as one-line HTML (no blank
+lines) so Markdown never reaches inside them.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402  (analytics must be off before the import)
+
+from .engine import MAX_K, MAX_QUESTION_CHARS, Engine, clean_question  # noqa: E402
+from .errors import BadQuestion, QAError  # noqa: E402
+from .followup import (  # noqa: E402
+    MORE,
+    NO_ANTECEDENT,
+    OTHERS,
+    PRONOUN,
+    SPEAKER_SWITCH,
+    FollowUp,
+    citation_id,
+    resolve_followup,
+)
+
+APP_TITLE = "智慧名城 QA"
+QUOTED = 3  # citations quoted in the reply body; the rest are listed as sources only
+STREAM_PAUSE_S = 0.04  # between streamed pieces: long enough to see, short enough not to wait
+
+EXAMPLES_ZH = [
+    "卢阳春认为老年人使用政务平台有什么困难？",
+    "重庆建设“智慧名城”有哪些优势和瓶颈？",
+    "如何推进市域社会治理智能化？",
+    "蔡之兵怎么看智博会上的“黑科技”？",
+]
+EXAMPLES_EN = [
+    "What does Zhu Xusen say about green smart cities?",
+    "How can smart technology be shared by everyone in daily life?",
+]
+FOLLOWUP_HINTS = ["他还说了什么？", "那朱旭森呢？", "这位专家怎么看老年人？"]
+
+# --- escaping and rendering -----------------------------------------------------------
+
+# Characters Markdown (or KaTeX, or the chat's autolinker) would act on, as entities.
+_MD_ACTIVE = str.maketrans({c: f"&#{ord(c)};" for c in "\\`*_[]()~$|!#{}:"})
+
+
+def esc(text: object) -> str:
+    """``text`` as inert HTML: tags, entities and Markdown syntax all shown literally."""
+    out = html.escape(str(text), quote=True).translate(_MD_ACTIVE)
+    return out.replace("\r\n", "\n").replace("\n", "<br>")
+
+
+def highlight_html(full_text: str, highlight: str) -> str:
+    """The passage, escaped, with the supporting sentence wrapped in ``<mark>``."""
+    if highlight:
+        at = full_text.find(highlight)
+        if at >= 0:
+            end = at + len(highlight)
+            return (
+                f"{esc(full_text[:at])}<mark>{esc(highlight)}</mark>{esc(full_text[end:])}"
+            )
+    return esc(full_text)
+
+
+def _who(c: dict) -> str:
+    if c.get("speaker"):
+        return str(c["speaker"])
+    return str(c.get("article") or c.get("source") or "原文")
+
+
+def _where(c: dict) -> str:
+    return " › ".join(p for p in (c.get("article"), c.get("section")) if p)
+
+
+def _asked(c: dict) -> str:
+    """The interviewer's question without the paper's name in front ("重庆日报：")."""
+    asked = str(c.get("asked") or "")
+    return re.sub(r"^\s*重庆日报[:：]\s*", "", asked)
+
+
+_KIND_LABEL = {
+    "answer": "专访回答",
+    "commentary": "评论文章",
+    "intro": "导语",
+    "bio": "简介",
+    "paragraph": "正文",
+    "question": "提问",
+}
+
+
+def render_quote(c: dict) -> str:
+    """One expert quote for the answer body: the supporting words and who said them."""
+    return (
+        '<div class="qa-quote">'
+        f'<div class="qa-quote-text">“{esc(c.get("highlight") or c.get("text") or "")}”</div>'
+        f'<div class="qa-quote-by">— {esc(_who(c))}'
+        f'<a class="qa-ref" title="出处 {int(c["rank"])}">[{int(c["rank"])}]</a></div>'
+        "</div>"
+    )
+
+
+def render_citation(c: dict) -> str:
+    """A citation card: number, speaker and title, where, the question; opens to the passage."""
+    rank = int(c["rank"])
+    title = c.get("speaker_title")
+    kind = _KIND_LABEL.get(str(c.get("kind") or ""), "")
+    asked = _asked(c)
+    full = str(c.get("full_text") or c.get("text") or "")
+    parts = [
+        f'<details class="qa-cite" data-rank="{rank}"',
+        f' data-speaker="{esc(c.get("speaker") or "")}">',
+        "<summary>",
+        f'<span class="qa-num">{rank}</span>',
+        '<span class="qa-cite-head">',
+        f'<span class="qa-speaker">{esc(_who(c))}</span>',
+        f'<span class="qa-title">{esc(title)}</span>' if title else "",
+        f'<span class="qa-kind">{esc(kind)}</span>' if kind else "",
+        f'<span class="qa-where">{esc(_where(c))}</span>' if _where(c) else "",
+        f'<span class="qa-asked"><b>问</b>{esc(asked)}</span>' if asked else "",
+        "</span>",
+        '<span class="qa-open">全文 ▸</span>',
+        "</summary>",
+        f'<div class="qa-full">{highlight_html(full, str(c.get("highlight") or ""))}</div>',
+        f'<div class="qa-src">{esc(c.get("source") or "")} · {int(c.get("start") or 0)}'
+        f"–{int(c.get('end') or 0)}</div>",
+        "</details>",
+    ]
+    return "".join(parts)
+
+
+def _note(fu: FollowUp | None, speaker_filter: str | None, section: str | None) -> str:
+    """One line saying how a follow-up was understood, so nothing happens behind the back."""
+    bits = []
+    if fu is not None and fu.reason in (PRONOUN, MORE, SPEAKER_SWITCH, OTHERS):
+        label = {
+            PRONOUN: "追问",
+            MORE: "继续追问",
+            SPEAKER_SWITCH: "换一位专家",
+            OTHERS: "其他专家",
+        }[fu.reason]
+        bits.append(f"{label} · 理解为：{esc(fu.question)}")
+    if speaker_filter:
+        bits.append(f"只看 {esc(speaker_filter)}")
+    if fu is not None and fu.exclude_speaker:
+        bits.append(f"不含 {esc(fu.exclude_speaker)}")
+    if section:
+        bits.append(f"栏目：{esc(section)}")
+    if fu is not None and fu.reason == NO_ANTECEDENT:
+        bits.append("没有可追问的上文，按新问题回答")
+    if not bits:
+        return ""
+    return f'<div class="qa-note">↳ {"　".join(bits)}</div>'
+
+
+def reply_pieces(
+    answer: dict, fu: FollowUp | None = None, speaker: str | None = None,
+    section: str | None = None, more_exhausted: bool = False,
+) -> list[str]:
+    """The reply as HTML pieces, in the order they stream in; joined, they are the reply."""
+    pieces = [_note(fu, speaker, section)] if _note(fu, speaker, section) else []
+    cites = answer.get("citations") or []
+    if more_exhausted:
+        who = esc(speaker or "这位专家")
+        pieces.append(
+            f'<div class="qa-empty">{who}关于这个话题的发言都已列出。'
+            '<span class="qa-en">That is all this speaker said on it.</span></div>'
+        )
+        return pieces
+    if not answer.get("answerable") or not cites:
+        pieces.append(
+            '<div class="qa-empty">访谈中没有能回答这个问题的专家原话。'
+            '<span class="qa-en">The interviews do not answer this question.</span></div>'
+        )
+        topics = answer.get("suggestions") or []
+        if topics:
+            items = "".join(f"<li>{esc(t)}</li>" for t in topics)
+            pieces.append(
+                '<div class="qa-topics"><div class="qa-label">相近的话题 Closest topics'
+                f"（点下方话题可直接提问 · click one below to ask）</div><ul>{items}</ul></div>"
+            )
+        return pieces
+    quoted = cites[:QUOTED]
+    pieces.append('<div class="qa-label">专家原话 In their words</div>')
+    pieces.extend(render_quote(c) for c in quoted)
+    pieces.append(f'<div class="qa-label">出处 Sources · {len(cites)}</div>')
+    pieces.extend(render_citation(c) for c in cites)
+    return pieces
+
+
+def wrap_reply(pieces: Sequence[str], pending: bool = False) -> str:
+    body = "".join(pieces)
+    if pending:
+        body += '<div class="qa-pending">正在查找专家原话… Searching…</div>'
+    return f'<div class="qa-reply">{body}</div>'
+
+
+def render_user(question: str) -> str:
+    """The user's own words, shown literally."""
+    return f'<div class="qa-user">{esc(question)}</div>'
+
+
+# --- feedback -------------------------------------------------------------------------
+
+
+class FeedbackLog:
+    """Appends one JSON line per like/dislike; a lock keeps concurrent lines whole."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+
+    def record(self, question: str, answer: dict, vote: str) -> dict:
+        row = {
+            "time": datetime.now(UTC).isoformat(timespec="seconds"),
+            "vote": vote,
+            "question": question,
+            "asked": answer.get("question"),
+            "answer": answer.get("answer", ""),
+            "answerable": answer.get("answerable"),
+            "citation_ids": [citation_id(c) for c in answer.get("citations") or []],
+        }
+        line = json.dumps(row, ensure_ascii=False)
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write(line + "\n")
+        return row
+
+
+def default_feedback_path() -> Path:
+    return Path(os.environ.get("QA_FEEDBACK") or "feedback.jsonl")
+
+
+# --- the chat logic (plain functions: testable without a browser) -----------------------
+
+
+def answer_turn(
+    engine: Engine,
+    turns: Sequence[dict],
+    question: str,
+    k: int = 5,
+    speaker: str | None = None,
+    section: str | None = None,
+) -> tuple[dict, FollowUp, str | None, bool]:
+    """Resolve a follow-up, ask, and drop what an "else" follow-up has already shown.
+
+    The answer dict keeps ``shown``: the citations quoted so far in this thread of "else"
+    follow-ups, so "他还说了什么？" asked twice moves on each time.
+    Returns (answer dict as shown, follow-up, speaker used, nothing-more-to-show).
+    """
+    history = [(t["question"], t["answer"]) for t in turns]
+    names = [name for name, _ in engine.speakers]
+    fu = resolve_followup(history, question, names)
+    spk = speaker or fu.speaker
+    exclude = set(fu.exclude)
+    ask_k = min(MAX_K, k + len(exclude) + (k if fu.exclude_speaker else 0))
+    ans = engine.ask(fu.question, k=ask_k, speaker=spk, section=section).to_dict()
+    kept = [
+        c
+        for c in ans["citations"]
+        if citation_id(c) not in exclude
+        and not (fu.exclude_speaker and c.get("speaker") == fu.exclude_speaker)
+    ][:k]
+    exhausted = bool(ans["answerable"] and ans["citations"] and not kept)
+    kept = [{**c, "rank": i + 1} for i, c in enumerate(kept)]
+    ans["citations"] = kept
+    if exhausted:
+        ans["answerable"] = False
+    quoted = [citation_id(c) for c in kept[:QUOTED]]
+    carried = sorted(exclude) if fu.reason == MORE else []
+    ans["shown"] = carried + [i for i in quoted if i not in carried]
+    return ans, fu, spk, exhausted
+
+
+def _too_long_message(text: str) -> str:
+    return (
+        f"问题太长（{len(text):,} 字），最多 {MAX_QUESTION_CHARS:,} 字，请精简后再问。"
+        f" Too long: at most {MAX_QUESTION_CHARS:,} characters."
+    )
+
+
+def bad_input_message(text: str, exc: BadQuestion) -> str:
+    """A gentle, bilingual line for input the engine refused."""
+    if not text or not text.strip() or "empty" in str(exc):
+        return f"请先输入一个问题，例如：{EXAMPLES_ZH[0]} Please type a question."
+    if "too long" in str(exc):
+        return _too_long_message(text)
+    return f"无法处理这个问题：{exc}"
+
+
+def _messages(turns: Sequence[dict]) -> list[dict]:
+    out: list[dict] = []
+    for t in turns:
+        out.append({"role": "user", "content": t["user_html"]})
+        out.append({"role": "assistant", "content": t["html"]})
+    return out
+
+
+def _status(text: str = "", kind: str = "info") -> str:
+    return f'<div class="qa-status qa-status-{kind}">{esc(text)}</div>' if text else ""
+
+
+def make_handlers(engine: Engine, feedback: FeedbackLog) -> dict[str, Any]:
+    """The event functions, closed over the one shared engine."""
+
+    def respond(
+        message: str | None,
+        turns: list[dict] | None,
+        speaker: str | None = None,
+        section: str | None = None,
+        k: float | int | None = 5,
+    ) -> Iterator[tuple[list[dict], list[dict], Any, str, Any]]:
+        turns = list(turns or [])
+        raw = message or ""
+        try:
+            question = clean_question(raw)
+        except BadQuestion as exc:
+            yield _messages(turns), turns, gr.update(), _status(bad_input_message(raw, exc),
+                                                                 "warn"), gr.update()
+            return
+        k_int = max(1, min(MAX_K, int(k or 5)))
+        user_html = render_user(question)
+        pending = _messages(turns) + [
+            {"role": "user", "content": user_html},
+            {"role": "assistant", "content": wrap_reply([], pending=True)},
+        ]
+        yield pending, turns, "", _status(), gr.update()
+        try:
+            ans, fu, spk, exhausted = answer_turn(
+                engine, turns, question, k_int, speaker or None, section or None
+            )
+        except QAError as exc:
+            pending[-1]["content"] = wrap_reply(
+                [f'<div class="qa-empty">出错了：{esc(exc)}</div>']
+            )
+            yield pending, turns, gr.update(), _status(), gr.update()
+            return
+        pieces = reply_pieces(ans, fu, spk, section or None, exhausted)
+        for i in range(1, len(pieces)):
+            pending[-1]["content"] = wrap_reply(pieces[:i], pending=True)
+            yield pending, turns, gr.update(), _status(), gr.update()
+            time.sleep(STREAM_PAUSE_S)
+        final = wrap_reply(pieces)
+        turns.append({"question": question, "answer": ans, "user_html": user_html, "html": final})
+        topics = ans.get("suggestions") or []
+        if not ans.get("answerable") and topics:
+            sugg = gr.update(samples=[[t] for t in topics], visible=True)
+        else:
+            sugg = gr.update(visible=False)
+        yield _messages(turns), turns, gr.update(), _status(), sugg
+
+    def on_like(turns: list[dict] | None, data: gr.LikeData) -> str:
+        turns = turns or []
+        index = data.index[0] if isinstance(data.index, (list, tuple)) else data.index
+        turn = int(index) // 2
+        if not 0 <= turn < len(turns):
+            return _status()
+        liked = data.liked
+        if isinstance(liked, str):
+            vote = liked.strip().lower() or "like"
+        else:
+            vote = "like" if liked else "dislike"
+        feedback.record(turns[turn]["question"], turns[turn]["answer"], vote)
+        return _status("感谢反馈 Thanks for the feedback.", "ok")
+
+    def clear() -> tuple[list, list, str, str, Any]:
+        return [], [], "", _status(), gr.update(visible=False)
+
+    def ask_api(question: str, k: int = 5, speaker: str = "", section: str = "") -> dict:
+        """Ask the interviews; returns the same JSON as `qa ask --json`."""
+        try:
+            return engine.ask(question, k=int(k), speaker=speaker or None,
+                              section=section or None).to_dict()
+        except QAError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+
+    return {"respond": respond, "on_like": on_like, "clear": clear, "ask_api": ask_api}
+
+
+# --- layout ---------------------------------------------------------------------------
+
+CSS = """
+:root { --qa-accent: #b4232a; --qa-ink: #1f2328; --qa-muted: #6a737d; --qa-line: #e6e1dc; }
+.gradio-container { max-width: 1200px !important; }
+#qa-header { padding: 10px 4px 2px; }
+#qa-header h1 { font-size: 1.45rem; margin: 0; color: var(--qa-ink); letter-spacing: .02em; }
+#qa-header h1 .qa-brand { color: var(--qa-accent); }
+#qa-header p { margin: 4px 0 0; color: var(--qa-muted); font-size: .9rem; }
+.qa-reply { font-size: .95rem; line-height: 1.65; color: var(--qa-ink); }
+.qa-user { white-space: pre-wrap; word-break: break-word; }
+.qa-label { font-size: .78rem; font-weight: 600; color: var(--qa-muted); letter-spacing: .04em;
+  margin: 10px 0 6px; text-transform: uppercase; }
+.qa-label:first-child { margin-top: 0; }
+.qa-note { font-size: .82rem; color: var(--qa-muted); background: #f6f3ef; border-radius: 6px;
+  padding: 4px 8px; margin-bottom: 8px; }
+.qa-quote { border-left: 3px solid var(--qa-accent); padding: 2px 0 2px 12px; margin: 6px 0 10px; }
+.qa-quote-text { color: var(--qa-ink); }
+.qa-quote-by { font-size: .85rem; color: var(--qa-muted); margin-top: 2px; }
+.qa-ref { color: var(--qa-accent) !important; font-weight: 600; margin-left: 4px;
+  text-decoration: none !important; font-size: .8rem; vertical-align: super; }
+details.qa-cite { border: 1px solid var(--qa-line); border-radius: 10px; margin: 8px 0;
+  background: #fffdfb; overflow: hidden; }
+details.qa-cite > summary { list-style: none; cursor: pointer; display: flex; gap: 10px;
+  align-items: flex-start; padding: 10px 12px; }
+details.qa-cite > summary::-webkit-details-marker { display: none; }
+details.qa-cite[open] > summary { border-bottom: 1px solid var(--qa-line); background: #faf6f1; }
+.qa-num { flex: none; width: 22px; height: 22px; border-radius: 50%; background: var(--qa-accent);
+  color: #fff; font-size: .75rem; font-weight: 700; display: inline-flex; align-items: center;
+  justify-content: center; margin-top: 2px; }
+.qa-cite-head { flex: 1; display: flex; flex-wrap: wrap; gap: 2px 8px; align-items: baseline;
+  min-width: 0; }
+.qa-speaker { font-weight: 700; color: var(--qa-ink); }
+.qa-title { font-size: .8rem; color: var(--qa-muted); }
+.qa-kind { font-size: .7rem; color: var(--qa-accent); border: 1px solid #e7c4c6;
+  border-radius: 4px; padding: 0 4px; }
+.qa-where { flex-basis: 100%; font-size: .82rem; color: #44505c; }
+.qa-asked { flex-basis: 100%; font-size: .82rem; color: var(--qa-muted); }
+.qa-asked b { color: var(--qa-accent); margin-right: 4px; }
+.qa-open { flex: none; font-size: .75rem; color: var(--qa-accent); white-space: nowrap;
+  margin-top: 3px; }
+details.qa-cite[open] .qa-open { visibility: hidden; }
+.qa-full { padding: 10px 14px 4px; white-space: normal; color: #333; }
+.qa-full mark { background: #fde9a8; color: inherit; padding: 0 1px; border-radius: 2px; }
+.qa-src { padding: 0 14px 10px; font-size: .72rem; color: #9aa1a8; }
+.qa-empty { padding: 6px 0; }
+.qa-en { display: block; font-size: .85rem; color: var(--qa-muted); }
+.qa-topics ul { margin: 4px 0 0 1.1em; padding: 0; }
+.qa-pending { color: var(--qa-muted); font-size: .85rem; animation: qa-pulse 1.2s infinite; }
+@keyframes qa-pulse { 50% { opacity: .4; } }
+.qa-status { font-size: .85rem; padding: 4px 2px; }
+.qa-status-warn { color: #9a3412; }
+.qa-status-ok { color: #166534; }
+#qa-side .qa-side-title { font-weight: 600; font-size: .9rem; margin: 4px 0; }
+#qa-footer { font-size: .78rem; color: var(--qa-muted); text-align: center; }
+#qa-footer a { color: var(--qa-muted); }
+.qa-compact #qa-header { display: none; }
+"""
+
+HEADER = (
+    '<div id="qa-header"><h1><span class="qa-brand">智慧名城</span> QA · 专家访谈问答</h1>'
+    "<p>重庆日报专访蔡之兵、卢阳春、朱旭森，以及王正攀、孙金华的评论。"
+    "提问（中文或英文），得到专家原话与出处。"
+    " Ask in Chinese or English; get the experts' own words, cited.</p></div>"
+)
+
+PLACEHOLDER = (
+    "<div style='text-align:center;color:#6a737d'><b>问专家 · Ask the experts</b><br>"
+    "例如：卢阳春认为老年人使用政务平台有什么困难？<br>"
+    "可以追问：他还说了什么？ / 那朱旭森呢？</div>"
+)
+PLACEHOLDER_EN = (
+    "<div style='text-align:center;color:#6a737d'><b>Ask the experts · 问专家</b><br>"
+    "e.g. What does Zhu Xusen say about green smart cities?<br>"
+    "Follow up: What else did he say? / What about Lu Yangchun?</div>"
+)
+
+
+def theme() -> gr.themes.Base:
+    """System CJK fonts only: nothing is fetched from a font CDN."""
+    return gr.themes.Soft(
+        primary_hue="red",
+        neutral_hue="stone",
+        font=["Noto Sans CJK SC", "PingFang SC", "Microsoft YaHei", "system-ui", "sans-serif"],
+        font_mono=["Noto Sans Mono CJK SC", "monospace"],
+    )
+
+
+def build_ui(
+    engine: Engine, feedback: FeedbackLog | None = None, compact: bool = False
+) -> gr.Blocks:
+    """The chat page; ``compact`` is the widget's panel (chat only, no side column)."""
+    feedback = feedback or FeedbackLog(default_feedback_path())
+    h = make_handlers(engine, feedback)
+    speaker_choices = [("全部专家 All speakers", "")] + [
+        (f"{name}" + (f" · {title}" if title else ""), name) for name, title in engine.speakers
+    ]
+    section_choices = [("全部栏目 All sections", "")] + [(s, s) for s in engine.sections]
+
+    with gr.Blocks(title=APP_TITLE, fill_height=compact) as demo:
+        turns = gr.State([])
+        if not compact:
+            gr.HTML(HEADER)
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=7, min_width=320):
+                chatbot = gr.Chatbot(
+                    elem_id="qa-chat",
+                    label="对话 Chat",
+                    show_label=False,
+                    height="68vh" if not compact else "100%",
+                    min_height=360 if not compact else None,
+                    scale=1,
+                    latex_delimiters=[],
+                    sanitize_html=True,
+                    placeholder=PLACEHOLDER,
+                    buttons=["copy"],
+                    feedback_options=("Like", "Dislike"),
+                    layout="panel",
+                    autoscroll=True,
+                )
+                with gr.Row(equal_height=True):
+                    box = gr.Textbox(
+                        elem_id="qa-input",
+                        show_label=False,
+                        placeholder="输入问题，回车发送 · Type a question, press Enter",
+                        lines=1,
+                        max_lines=6,
+                        scale=8,
+                        autofocus=not compact,
+                        container=False,
+                    )
+                    send = gr.Button("提问 Ask", variant="primary", scale=1, min_width=90,
+                                     elem_id="qa-send")
+                status = gr.HTML("", elem_id="qa-status")
+                suggestions = gr.Dataset(
+                    components=[gr.Textbox(visible=False, render=False)],
+                    samples=[[""]],
+                    label="相近的话题 Closest topics",
+                    elem_id="qa-suggestions",
+                    visible=False,
+                    layout="table",
+                )
+                if compact:
+                    examples = gr.Dataset(
+                        components=[gr.Textbox(visible=False, render=False)],
+                        samples=[[q] for q in EXAMPLES_ZH[:2] + EXAMPLES_EN[:1]],
+                        label="试试 Try",
+                        elem_id="qa-examples",
+                        layout="table",
+                    )
+            if not compact:
+                with gr.Column(scale=3, min_width=240, elem_id="qa-side"):
+                    speaker = gr.Dropdown(
+                        speaker_choices, value="", label="专家 Speaker", elem_id="qa-speaker"
+                    )
+                    section = gr.Dropdown(
+                        section_choices, value="", label="栏目 Section", elem_id="qa-section"
+                    )
+                    k = gr.Slider(1, 10, value=5, step=1, label="出处条数 Citations")
+                    clear = gr.Button("清空对话 Clear", variant="secondary", elem_id="qa-clear")
+                    examples = gr.Dataset(
+                        components=[gr.Textbox(visible=False, render=False)],
+                        samples=[[q] for q in EXAMPLES_ZH + EXAMPLES_EN],
+                        label="示例问题 Examples",
+                        elem_id="qa-examples",
+                        layout="table",
+                    )
+                    gr.Markdown(
+                        "可以追问 Follow-ups: " + " · ".join(FOLLOWUP_HINTS),
+                        elem_classes=["qa-hint"],
+                    )
+            else:
+                speaker = gr.State("")
+                section = gr.State("")
+                k = gr.State(3)
+                clear = None
+        if not compact:
+            gr.HTML(
+                '<div id="qa-footer">JSON API: <a href="/docs" target="_blank">/docs</a>'
+                ' · 嵌入 Embed: <code>&lt;script src="/widget.js" defer&gt;&lt;/script&gt;</code>'
+                "</div>"
+            )
+
+        inputs = [box, turns, speaker, section, k]
+        outputs = [chatbot, turns, box, status, suggestions]
+        ask_opts: dict[str, Any] = {"api_visibility": "private", "show_progress": "hidden"}
+        box.submit(h["respond"], inputs, outputs, **ask_opts)
+        send.click(h["respond"], inputs, outputs, **ask_opts)
+
+        def pick(sample: list[str]) -> str:
+            return sample[0] if sample else ""
+
+        for ds in (examples, suggestions):
+            ds.click(pick, ds, box, api_visibility="private", show_progress="hidden").then(
+                h["respond"], inputs, outputs, **ask_opts
+            )
+        chatbot.like(h["on_like"], turns, status, api_visibility="private")
+        if clear is not None:
+            clear.click(h["clear"], None, outputs, api_visibility="private")
+        if compact:
+            demo.load(_compact_lang, None, [chatbot, box], api_visibility="private")
+        gr.api(h["ask_api"], api_name="ask")
+    return demo
+
+
+def _compact_lang(request: gr.Request) -> tuple[Any, Any]:
+    """The widget passes ``?lang=en``: English placeholder text in its panel."""
+    lang = (request.query_params.get("lang") or "zh") if request else "zh"
+    if lang.lower().startswith("en"):
+        return (
+            gr.update(placeholder=PLACEHOLDER_EN),
+            gr.update(placeholder="Type a question, press Enter · 输入问题"),
+        )
+    return gr.update(), gr.update()

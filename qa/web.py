@@ -1,0 +1,251 @@
+"""One server for everything a browser or a program needs.
+
+``/api/ask`` and ``/api/health`` (plain JSON, OpenAPI at ``/docs``), ``/widget.js`` (the
+one-tag embed), the chat at ``/`` and the widget's compact chat at ``/embed/``. One
+``Engine`` per process serves every request; its calls run in the threadpool so one slow
+question never blocks the event loop. Bad requests get a 4xx with a JSON error, never 500.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+from fastapi import FastAPI, Request  # noqa: E402
+from fastapi.exceptions import RequestValidationError  # noqa: E402
+from fastapi.middleware.cors import CORSMiddleware  # noqa: E402
+from fastapi.responses import HTMLResponse, JSONResponse, Response  # noqa: E402
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr  # noqa: E402
+from starlette.concurrency import run_in_threadpool  # noqa: E402
+from starlette.exceptions import HTTPException as StarletteHTTPException  # noqa: E402
+
+from .engine import MAX_K, MAX_QUESTION_CHARS, Engine  # noqa: E402
+from .errors import BadQuestion, QAError  # noqa: E402
+from .ui import CSS, FeedbackLog, build_ui, default_feedback_path, theme  # noqa: E402
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+EMBED_PATH = "/embed"
+
+
+def allowed_origins(setting: str | None = None) -> list[str]:
+    """Origins allowed to call the API and frame the chat: env QA_ALLOWED_ORIGINS, "*" default."""
+    raw = setting if setting is not None else os.environ.get("QA_ALLOWED_ORIGINS", "*")
+    origins = [o.strip().rstrip("/") for o in raw.replace(";", ",").split(",") if o.strip()]
+    return origins or ["*"]
+
+
+class AskRequest(BaseModel):
+    """What `qa ask` takes, as JSON. Unknown fields are refused so typos do not pass silently."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: StrictStr = Field(
+        description=f"The question, Chinese or English (at most {MAX_QUESTION_CHARS} characters).",
+        examples=["卢阳春认为老年人使用政务平台有什么困难？"],
+    )
+    k: Annotated[StrictInt, Field(ge=1, le=MAX_K)] = Field(
+        5, description=f"How many citations, 1 to {MAX_K}."
+    )
+    speaker: StrictStr | None = Field(None, description="Only this speaker, e.g. 卢阳春.")
+    section: StrictStr | None = Field(
+        None, description="Only sections whose 'article › section' path contains this."
+    )
+
+
+def _error(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    """The first problem as one line: 'k: Input should be less than or equal to 20'."""
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        where = ".".join(loc) or "body"
+        return f"{where}: {err.get('msg', 'invalid')}"
+    return "invalid request"
+
+
+def create_app(
+    engine: Engine,
+    feedback: FeedbackLog | Path | str | None = None,
+    origins: list[str] | None = None,
+    server_name: str = "127.0.0.1",
+    server_port: int = 7860,
+) -> FastAPI:
+    """The FastAPI app with the JSON API, the widget, and both chat pages mounted."""
+    log = feedback if isinstance(feedback, FeedbackLog) else FeedbackLog(
+        feedback or default_feedback_path()
+    )
+    origins = origins or allowed_origins()
+    app = FastAPI(
+        title="智慧名城 QA API",
+        version="1.0",
+        description=(
+            "Ask what the experts said in the 智慧名城 interviews; every answer is the "
+            "experts' own words with who said it and where. Same JSON as `qa ask --json`."
+        ),
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.engine = engine
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=origins,
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["Content-Type"],
+        max_age=600,
+    )
+
+    frame_ancestors = None if "*" in origins else " ".join(["'self'", *origins])
+
+    @app.middleware("http")
+    async def embedding_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
+        """Let the widget load from any page; when origins are listed, only they may frame us."""
+        response = await call_next(request)
+        if request.url.path == "/widget.js":
+            response.headers["Cross-Origin-Resource-Policy"] = "cross-origin"
+        ctype = response.headers.get("content-type", "")
+        if frame_ancestors and ctype.startswith("text/html"):
+            response.headers["Content-Security-Policy"] = f"frame-ancestors {frame_ancestors}"
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(422, _validation_message(exc), detail=jsonable_errors(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail))
+
+    @app.post(
+        "/api/ask",
+        summary="Ask a question",
+        responses={
+            200: {"description": "The answer: the same JSON as `qa ask --json`."},
+            400: {"description": "Unusable question (empty, too long) or unknown speaker."},
+            422: {"description": "Malformed request: wrong types, k out of range, extra fields."},
+        },
+    )
+    async def ask(req: AskRequest) -> JSONResponse:
+        names = [n for n, _ in engine.speakers]
+        if req.speaker and req.speaker not in names:
+            return _error(400, f"unknown speaker {req.speaker!r}: use one of {', '.join(names)}",
+                          speakers=names)
+        try:
+            answer = await run_in_threadpool(
+                engine.ask, req.question, req.k, req.speaker or None, req.section or None
+            )
+        except BadQuestion as exc:
+            return _error(400, str(exc))
+        except QAError as exc:
+            return _error(503, str(exc))
+        return JSONResponse(answer.to_dict())
+
+    @app.get("/api/health", summary="Index and model in use")
+    async def health() -> dict:
+        return {**engine.health(), "sections": engine.sections}
+
+    @app.api_route("/api/ask", methods=["GET", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+    async def ask_wrong_method() -> JSONResponse:
+        response = _error(405, 'use POST with a JSON body: {"question": "…"}')
+        response.headers["Allow"] = "POST"
+        return response
+
+    @app.api_route("/api/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                   include_in_schema=False)
+    async def api_not_found(rest: str) -> JSONResponse:
+        # without this, unknown /api paths would fall through to the chat page's 404
+        return _error(404, f"no endpoint /api/{rest}: use POST /api/ask or GET /api/health")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        # FastAPI's Swagger page loads from a CDN; this one is drawn from the schema, offline.
+        return HTMLResponse(api_docs_html(app.openapi()))
+
+    widget_source = (STATIC_DIR / "widget.js").read_text(encoding="utf-8")
+
+    @app.get("/widget.js", include_in_schema=False)
+    async def widget() -> Response:
+        return Response(
+            widget_source,
+            media_type="application/javascript; charset=utf-8",
+            headers={"Cache-Control": "public, max-age=300"},
+        )
+
+    mount_opts: dict[str, Any] = {
+        "server_name": server_name,
+        "server_port": server_port,
+        "theme": theme(),
+        "css": CSS,
+        "footer_links": [],
+        "run_history": False,
+        "show_error": True,
+        "ssr_mode": False,
+        "mcp_server": False,
+    }
+    compact = build_ui(engine, log, compact=True)
+    compact.queue(default_concurrency_limit=16)
+    gr.mount_gradio_app(
+        app, compact, path=EMBED_PATH, **mount_opts,
+        head="<script>document.documentElement.classList.add('qa-compact')</script>",
+    )
+    full = build_ui(engine, log, compact=False)
+    full.queue(default_concurrency_limit=16)
+    gr.mount_gradio_app(app, full, path="/", **mount_opts)
+    return app
+
+
+def jsonable_errors(exc: RequestValidationError) -> list[dict]:
+    """Pydantic's errors as plain JSON: where and what, without echoing the input back."""
+    return [
+        {"loc": [str(p) for p in err.get("loc", ())], "msg": str(err.get("msg", "")),
+         "type": str(err.get("type", ""))}
+        for err in exc.errors()
+    ]
+
+
+def api_docs_html(schema: dict) -> str:
+    """A small, self-contained API page drawn from the OpenAPI schema (no CDN, no script)."""
+    e = html.escape
+    rows = []
+    for path, ops in schema.get("paths", {}).items():
+        for method, op in ops.items():
+            codes = ", ".join(
+                f"<b>{e(c)}</b> {e(r.get('description', ''))}"
+                for c, r in op.get("responses", {}).items()
+            )
+            rows.append(
+                f"<section><h2><span class=m>{e(method.upper())}</span> {e(path)}</h2>"
+                f"<p>{e(op.get('summary', ''))}</p><p class=r>{codes}</p></section>"
+            )
+    body = json.dumps(
+        schema.get("components", {}).get("schemas", {}).get("AskRequest", {}),
+        ensure_ascii=False, indent=2,
+    )
+    example = (
+        "curl -s http://127.0.0.1:7860/api/ask -H 'Content-Type: application/json' \\\n"
+        "  -d '{\"question\": \"卢阳春认为老年人使用政务平台有什么困难？\", \"k\": 3}'"
+    )
+    info = schema.get("info", {})
+    return (
+        "<!doctype html><html lang=zh-CN><head><meta charset=utf-8>"
+        f"<title>{e(info.get('title', 'API'))}</title><style>"
+        "body{font-family:'Noto Sans CJK SC',system-ui,sans-serif;max-width:860px;margin:24px auto;"
+        "padding:0 16px;color:#1f2328;line-height:1.6}h1{color:#b4232a}h2{font-size:1.05rem}"
+        ".m{background:#b4232a;color:#fff;border-radius:4px;padding:1px 6px;font-size:.8rem}"
+        ".r{color:#57606a;font-size:.9rem}pre{background:#f6f3ef;padding:12px;overflow:auto;"
+        "border-radius:8px}</style></head><body>"
+        f"<h1>{e(info.get('title', 'API'))}</h1><p>{e(info.get('description', ''))}</p>"
+        "<p>Machine-readable schema: <a href=/openapi.json>/openapi.json</a>. "
+        "Gradio endpoint for <code>gradio_client</code>: <code>/ask</code>.</p>"
+        + "".join(rows)
+        + f"<h2>Request body of /api/ask</h2><pre>{e(body)}</pre>"
+        + f"<h2>Example</h2><pre>{e(example)}</pre></body></html>"
+    )

@@ -1,0 +1,72 @@
+"""Shared fixtures: one real app server (``python app.py``) for the web and browser tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+READY_TIMEOUT_S = 900  # the first run on a fresh machine builds the index
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class AppServer:
+    url: str
+    port: int
+    feedback: Path
+    log: Path
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
+    """The real app, started once per test session on a free port, stopped at the end."""
+    import httpx
+
+    tmp = tmp_path_factory.mktemp("app")
+    port = free_port()
+    feedback = tmp / "feedback.jsonl"
+    log = tmp / "app.log"
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "QA_ALLOWED_ORIGINS": "*"}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            # QA_TEST_APP: another start script taking app.py's arguments (debugging only)
+            [sys.executable, os.environ.get("QA_TEST_APP") or str(ROOT / "app.py"),
+             "--port", str(port),
+             "--feedback", str(feedback)],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    try:
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"app.py exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
+            try:
+                if httpx.get(url + "/api/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"app.py not ready in {READY_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.3)
+        yield AppServer(url=url, port=port, feedback=feedback, log=log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()

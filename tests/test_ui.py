@@ -1,0 +1,206 @@
+"""Rendering, feedback and configuration, without a browser or a model.
+
+A stub engine stands in where only the web layer is under test (origins, errors); the
+real engine is exercised by test_web.py and test_browser.py.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from qa.errors import BadQuestion, IndexProblem
+from qa.types import Answer, Citation
+from qa.ui import (
+    FeedbackLog,
+    answer_turn,
+    esc,
+    highlight_html,
+    render_citation,
+    render_user,
+    reply_pieces,
+    wrap_reply,
+)
+
+CITE = {
+    "rank": 1,
+    "speaker": "卢阳春",
+    "speaker_title": "成都师范学院经济与管理学院副院长",
+    "article": "如何用智博会成果倾力打造“智慧名城”？",
+    "section": "因“智”而乐 › 让智能化为生活添彩",
+    "asked": "重庆日报：您认为该如何加快推进重庆市域社会治理智能化？",
+    "text": "对于老年人使用不太方便，要加快开发语音交互功能。",
+    "highlight": "要加快开发语音交互功能。",
+    "full_text": "社会治理智能化……对于老年人使用不太方便，要加快开发语音交互功能。此外……",
+    "score": 0.9,
+    "source": "a.txt",
+    "start": 10,
+    "end": 60,
+    "turn_id": "a.txt#10",
+    "kind": "answer",
+}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<img src=x onerror=alert(1)>",
+        "<script>alert(1)</script>",
+        "**bold** _it_ `code` [link](javascript:alert(1)) ![i](x)",
+        "$x^2$ $$y$$ \\(z\\)",
+        '" onmouseover="alert(1)',
+        "| a | b |\n|---|---|",
+    ],
+)
+def test_esc_leaves_nothing_active(text: str) -> None:
+    out = esc(text).replace("<br>", "")  # the one tag esc adds: line breaks
+    for ch in "<>\"'*_`[]()$|!\\":
+        assert ch not in out, (ch, out)
+    assert "\n" not in out
+
+
+def test_highlight_is_marked_and_escaped() -> None:
+    out = highlight_html("前文<b>。要点*重点*。后文", "要点*重点*。")
+    assert out.count("<mark>") == 1
+    assert "<b>" not in out and "&lt;b&gt;" in out
+    assert "<mark>要点&#42;重点&#42;。</mark>" in out
+    assert "<mark>" not in highlight_html("全文", "不在其中")
+
+
+def test_citation_card_names_who_where_and_question() -> None:
+    card = render_citation(CITE)
+    assert card.startswith("<details") and "<summary>" in card
+    assert "卢阳春" in card and "成都师范学院" in card
+    assert "因“智”而乐 › 让智能化为生活添彩" in card
+    assert "重庆日报" not in card  # the paper's name is dropped from the question
+    assert "您认为该如何加快推进重庆市域社会治理智能化？" in card
+    assert "<mark>要加快开发语音交互功能。</mark>" in card
+    assert "\n" not in card  # one line: Markdown never gets inside
+
+
+def test_reply_quotes_then_sources() -> None:
+    ans = {"answerable": True, "citations": [CITE, {**CITE, "rank": 2, "turn_id": "b"}]}
+    html = wrap_reply(reply_pieces(ans))
+    assert html.index("qa-quote") < html.index("qa-cite")
+    assert html.count("<details") == 2
+    assert "\n" not in html
+
+
+def test_unanswerable_reply_offers_topics_not_passages() -> None:
+    ans = {"answerable": False, "citations": [], "suggestions": ["<b>社会治理</b>智能化"]}
+    html = wrap_reply(reply_pieces(ans))
+    assert "没有能回答" in html and "Closest topics" in html
+    assert "&lt;b&gt;社会治理" in html and "<details" not in html
+
+
+def test_user_text_is_literal() -> None:
+    assert render_user("<img src=x onerror=alert(1)>") == (
+        '<div class="qa-user">&lt;img src=x onerror=alert&#40;1&#41;&gt;</div>'
+    )
+
+
+def test_feedback_lines_stay_whole_under_concurrency(tmp_path) -> None:
+    log = FeedbackLog(tmp_path / "sub" / "fb.jsonl")
+    ans = {"question": "q", "answer": "a", "answerable": True, "citations": [CITE]}
+
+    def vote(i: int) -> None:
+        log.record(f"问题{i}", ans, "like" if i % 2 else "dislike")
+
+    threads = [threading.Thread(target=vote, args=(i,)) for i in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    rows = [json.loads(line) for line in log.path.read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == 40
+    assert {"time", "vote", "question", "answer", "citation_ids"} <= set(rows[0])
+    assert rows[0]["citation_ids"] == ["a.txt#10"]
+
+
+# --- the web layer with a stub engine ---------------------------------------------------
+
+
+def _citation(rank: int, speaker: str, turn: str) -> Citation:
+    return Citation(rank, speaker, "教授", "文章", "一 › 二", "问？", f"{speaker}的话。",
+                    f"{speaker}的话。", 1.0, "a.txt", 0, 5, turn, "answer", f"{speaker}的话。")
+
+
+class StubEngine:
+    """Just enough of Engine for the web layer: fixed answers, scripted failures."""
+
+    speakers = [("卢阳春", "教授"), ("朱旭森", "研究员")]
+    sections = ["文章 › 一 › 二"]
+
+    def ask(self, question, k=5, speaker=None, section=None, mode="hybrid") -> Answer:
+        from qa.engine import clean_question
+
+        question = clean_question(question)
+        if question == "index gone":
+            raise IndexProblem("no index yet: run `qa index`")
+        pool = [_citation(i + 1, s, f"t#{i}") for i, s in enumerate(["卢阳春"] * 4 + ["朱旭森"])]
+        if speaker:
+            pool = [c for c in pool if c.speaker == speaker]
+        return Answer(question, True, "…", tuple(pool[:k]))
+
+    def health(self) -> dict:
+        return {"status": "ok", "index": "stub", "model": "stub", "passages": 1, "turns": 1,
+                "speakers": ["卢阳春", "朱旭森"]}
+
+
+@pytest.fixture(scope="module")
+def restricted_client():
+    from fastapi.testclient import TestClient
+
+    from qa.web import create_app
+
+    app = create_app(StubEngine(), feedback=None, origins=["https://news.example.test"])
+    with TestClient(app) as client:
+        yield client
+
+
+def test_allowed_origins_are_honoured(restricted_client) -> None:
+    ok = restricted_client.get("/widget.js", headers={"Origin": "https://news.example.test"})
+    assert ok.headers["access-control-allow-origin"] == "https://news.example.test"
+    other = restricted_client.get("/widget.js", headers={"Origin": "https://evil.example.test"})
+    assert "access-control-allow-origin" not in other.headers
+    page = restricted_client.get("/embed/")
+    assert "frame-ancestors 'self' https://news.example.test" in page.headers[
+        "content-security-policy"
+    ]
+
+
+def test_engine_problems_are_503_json(restricted_client) -> None:
+    r = restricted_client.post("/api/ask", json={"question": "index gone"})
+    assert r.status_code == 503 and "qa index" in r.json()["error"]
+
+
+def test_allowed_origins_setting() -> None:
+    from qa.web import allowed_origins
+
+    assert allowed_origins("") == ["*"]
+    assert allowed_origins("https://a.test/, http://b.test:8000") == [
+        "https://a.test", "http://b.test:8000"
+    ]
+
+
+def test_more_followup_moves_on_and_then_says_so() -> None:
+    """他还说了什么 shows what was not yet quoted; when nothing is left it says so."""
+    engine = StubEngine()
+    turns: list[dict] = []
+    first, _, _, _ = answer_turn(engine, turns, "卢阳春怎么看老年人？", k=5, speaker="卢阳春")
+    turns.append({"question": "卢阳春怎么看老年人？", "answer": first})
+    assert [c["turn_id"] for c in first["citations"]] == ["t#0", "t#1", "t#2", "t#3"]
+    second, fu, spk, done = answer_turn(engine, turns, "他还说了什么？", k=5)
+    assert spk == "卢阳春" and not done
+    assert [c["turn_id"] for c in second["citations"]] == ["t#3"]  # the one not quoted
+    assert [c["rank"] for c in second["citations"]] == [1]
+    turns.append({"question": "他还说了什么？", "answer": second})
+    third, _, _, done = answer_turn(engine, turns, "他还说了什么？", k=5)
+    assert done and third["citations"] == [] and third["answerable"] is False
+
+
+def test_bad_question_is_refused_by_engine_contract() -> None:
+    with pytest.raises(BadQuestion):
+        StubEngine().ask("   ")
