@@ -86,8 +86,13 @@ def main(argv: list[str] | None = None) -> int:
     _progress(f"JSON API  {url}/api/ask   (docs {url}/docs)")
     _progress(f'widget    <script src="{url}/widget.js" defer></script>')
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
-                    timeout_graceful_shutdown=3)
+        uvicorn.run(
+            app,
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            timeout_graceful_shutdown=3,
+        )
     except KeyboardInterrupt:
         pass
     return 0

@@ -44,14 +44,20 @@ def corpus_files(corpus_dir: Path) -> list[Path]:
 class NaivePipeline:
     """Split, embed, search: no speakers, no sections, no abstention."""
 
-    def __init__(self, corpus_dir: Path, embedder: Any, chunk_size: int = CHUNK_SIZE,
-                 chunk_overlap: int = CHUNK_OVERLAP):
+    def __init__(
+        self,
+        corpus_dir: Path,
+        embedder: Any,
+        chunk_size: int = CHUNK_SIZE,
+        chunk_overlap: int = CHUNK_OVERLAP,
+    ):
         # Imported here so the metric code and tests do not pay for langchain_community.
         from langchain_community.vectorstores import FAISS
         from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-        splitter = RecursiveCharacterTextSplitter(chunk_size=chunk_size,
-                                                  chunk_overlap=chunk_overlap)
+        splitter = RecursiveCharacterTextSplitter(
+            chunk_size=chunk_size, chunk_overlap=chunk_overlap
+        )
         texts: list[str] = []
         metadatas: list[dict] = []
         for path in corpus_files(corpus_dir):
@@ -70,7 +76,13 @@ class NaivePipeline:
         docs = self.store.similarity_search(question, k=k)
         ms = (time.perf_counter() - t0) * 1000
         return [
-            {"rank": i, "speaker": None, "section": None, "text": d.page_content,
-             "highlight": d.page_content, "full_text": ""}
+            {
+                "rank": i,
+                "speaker": None,
+                "section": None,
+                "text": d.page_content,
+                "highlight": d.page_content,
+                "full_text": "",
+            }
             for i, d in enumerate(docs, 1)
         ], ms

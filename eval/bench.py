@@ -86,8 +86,10 @@ def main() -> None:
         figures["queries"] = len(times)
         figures["ask_p50_ms"] = round(statistics.median(times), 2)
         figures["ask_p95_ms"] = round(percentile(times, 0.95), 2)
-        print(f"warm ask latency:   p50 {figures['ask_p50_ms']:.1f} ms, "
-              f"p95 {figures['ask_p95_ms']:.1f} ms over {len(times)} questions")
+        print(
+            f"warm ask latency:   p50 {figures['ask_p50_ms']:.1f} ms, "
+            f"p95 {figures['ask_p95_ms']:.1f} ms over {len(times)} questions"
+        )
 
     figures["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     print(f"peak RSS:           {figures['peak_rss_mb']:.0f} MB")

@@ -198,8 +198,8 @@ class Outcome:
 
     def failures(self) -> list[str]:
         """Why this question counts as failed (empty when it passed)."""
-        if self.item.unanswerable:
-            return [] if self.answered is False else ["answered an unanswerable question"]
+        if self.item.unanswerable:  # a pipeline that cannot abstain (None) is not judged here
+            return ["answered an unanswerable question"] if self.answered else []
         if self.answered is False:
             return ["abstained on an answerable question"]
         why = []
@@ -241,8 +241,11 @@ class Outcome:
 def slim(citation: dict, width: int = 160) -> dict:
     """What the report keeps of a citation: who, where, score, and the start of the evidence."""
     text = squash(citation.get("highlight") or citation.get("text") or "")
-    out = {key: citation.get(key) for key in ("rank", "speaker", "section", "score", "turn_id")
-           if citation.get(key) is not None}
+    out = {
+        key: citation.get(key)
+        for key in ("rank", "speaker", "section", "score", "turn_id")
+        if citation.get(key) is not None
+    }
     out["highlight"] = text[:width] + ("…" if len(text) > width else "")
     return out
 
@@ -258,8 +261,9 @@ def judge(
 
     An abstention is what the user sees, so it scores as a miss even if citations came back.
     """
-    out = Outcome(item=item, answered=answered, latency_ms=latency_ms,
-                  returned=[slim(c) for c in citations])
+    out = Outcome(
+        item=item, answered=answered, latency_ms=latency_ms, returned=[slim(c) for c in citations]
+    )
     if item.unanswerable or answered is False:
         return out
     out.rank = first_hit_rank(
@@ -377,8 +381,13 @@ def format_table(results: dict[str, dict]) -> str:
     """Plain-text table for the terminal (ASCII column content, so widths line up)."""
     header, rows = table_rows(results)
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
-                       enumerate(zip(row, widths, strict=True))) for row in [header, *rows]]
+    lines = [
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in [header, *rows]
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 

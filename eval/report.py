@@ -67,11 +67,11 @@ def write_markdown(report: dict, out_dir: Path, chart_name: str | None) -> Path:
     md += ["", f"## Failed questions ({default})", ""]
     fails = failure_lines(report["configs"][default]["questions"]) if default in results else []
     md += ["```", *fails, "```"] if fails else ["None."]
-    for name, c in report["configs"].items():
-        if name == default:
-            continue
-        ids = [q["id"] for q in c["questions"] if q["failures"]]
-        md.append("")
+    others = [name for name in report["configs"] if name != default]
+    if others:
+        md += ["", "## Failed questions (other configurations)", ""]
+    for name in others:
+        ids = [q["id"] for q in report["configs"][name]["questions"] if q["failures"]]
         md.append(f"- {name}: {len(ids)} failed" + (f": {' '.join(ids)}" if ids else ""))
     if report.get("gold_problems"):
         md += ["", "## Skipped gold lines", ""]
@@ -125,8 +125,9 @@ def write_chart(report: dict, out_dir: Path) -> Path:
     ax.set_ylabel("score")
     ax.axhline(0.9, color="#a0aec0", linewidth=0.8, linestyle="--")
     ax.set_title(f"智慧名城 QA 检索评测 · {report['n_questions']} questions, k={report['k']}")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.07), fontsize=8,
-              ncols=len(names), frameon=False)
+    ax.legend(
+        loc="upper center", bbox_to_anchor=(0.5, -0.07), fontsize=8, ncols=len(names), frameon=False
+    )
     p50 = [results[n].get("latency_p50_ms") or 0 for n in names]
     p95 = [results[n].get("latency_p95_ms") or 0 for n in names]
     pos = range(len(names))

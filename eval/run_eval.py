@@ -50,10 +50,25 @@ class Progress:
     def update(self, done: int, qid: str) -> None:
         if self.tty:
             end = "\n" if done == self.total else ""
-            print(f"\r[{self.label}] {done}/{self.total} {qid:<8}", end=end, file=sys.stderr,
-                  flush=True)
+            print(
+                f"\r[{self.label}] {done}/{self.total} {qid:<8}",
+                end=end,
+                file=sys.stderr,
+                flush=True,
+            )
         elif done == self.total or done % self.step == 0:
             log(f"[{self.label}] {done}/{self.total}")
+
+
+def cold_start(embedder) -> None:
+    """Forget cached query vectors so every configuration pays for embedding its questions.
+
+    The engine's embedder caches repeated queries; without this the configurations run after
+    the first would report latencies without the (dominant) query-embedding cost.
+    """
+    cache = getattr(embedder, "_query_cache", None)
+    if hasattr(cache, "clear"):
+        cache.clear()
 
 
 def run_engine(engine, mode: str, label: str, items: list[GoldItem], k: int) -> list[Outcome]:
@@ -89,16 +104,24 @@ def run_naive(pipeline, items: list[GoldItem], k: int) -> list[Outcome]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--gold", type=Path, default=ROOT / "eval" / "gold.jsonl",
-                    help="gold JSONL file (default: eval/gold.jsonl)")
+    ap.add_argument(
+        "--gold",
+        type=Path,
+        default=ROOT / "eval" / "gold.jsonl",
+        help="gold JSONL file (default: eval/gold.jsonl)",
+    )
     ap.add_argument("--k", type=int, default=5, help="citations per question (default 5)")
-    ap.add_argument("--out", type=Path, default=Path("build/eval"),
-                    help="report folder (default build/eval/)")
+    ap.add_argument(
+        "--out", type=Path, default=Path("build/eval"), help="report folder (default build/eval/)"
+    )
     ap.add_argument("--corpus", type=Path, default=None, help="corpus folder (engine default)")
     ap.add_argument("--index", type=Path, default=None, help="index folder (engine default)")
     ap.add_argument("--model", default=None, help="embedding model (engine default)")
-    ap.add_argument("--configs", default=",".join(ALL_CONFIGS),
-                    help=f"comma-separated subset of {','.join(ALL_CONFIGS)}")
+    ap.add_argument(
+        "--configs",
+        default=",".join(ALL_CONFIGS),
+        help=f"comma-separated subset of {','.join(ALL_CONFIGS)}",
+    )
     args = ap.parse_args(argv)
     args.configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     unknown = [c for c in args.configs if c not in ALL_CONFIGS]
@@ -134,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
 
     configs: dict[str, list[Outcome]] = {}
     for name in args.configs:
+        cold_start(engine.embedder)
         if name == "naive":
             from eval.baseline import NaivePipeline
 

@@ -19,7 +19,7 @@ INDEXED_KINDS = ("answer", "commentary", "intro", "bio", "paragraph")
 
 @dataclass(frozen=True)
 class ChunkConfig:
-    max_chars: int = 260
+    max_chars: int = 160  # measured on eval/gold.jsonl: 100–200 beat whole turns
     overlap_sentences: int = 1
 
 
@@ -69,6 +69,16 @@ def chunk_turns(turns: list[Turn], config: ChunkConfig = ChunkConfig()) -> list[
         if turn.kind in INDEXED_KINDS and turn.text.strip():
             passages.extend(chunk_turn(turn, len(passages), config))
     return passages
+
+
+def embedding_text(turn: Turn, passage: Passage) -> str:
+    """What the sentence model sees: the speaker's name, then the passage.
+
+    Measured on eval/gold.jsonl: the name lifts speaker@1 and hit@1; adding the section
+    and the interviewer's question made all answers to one question look alike and
+    lowered hit@1 (0.84 → 0.67 with 160-character windows).
+    """
+    return f"{turn.speaker}\n{passage.text}" if turn.speaker else passage.text
 
 
 def context_line(turn: Turn) -> str:

@@ -36,6 +36,10 @@ def parser() -> argparse.ArgumentParser:
     )
     sub = ap.add_subparsers(dest="command", required=True)
 
+    p = sub.add_parser(
+        "prepare-model", help="prepare the offline default model once (no download)"
+    )
+
     p = sub.add_parser("index", help="build the index and print counts")
     _common(p)
 
@@ -64,8 +68,15 @@ def _open(args: argparse.Namespace):
     return Engine.open(args.corpus, args.index, args.model, progress=_progress)
 
 
+def cmd_prepare_model(args: argparse.Namespace) -> int:
+    from .embed import prepare_default_model
+
+    folder = prepare_default_model(progress=_progress)
+    print(f"model ready: {folder}")
+    return 0
+
+
 def cmd_index(args: argparse.Namespace) -> int:
-    from . import store
     from .corpus import corpus_fingerprint, read_corpus
     from .embed import load_embedder, model_setting
     from .engine import build, default_corpus, default_index
@@ -74,7 +85,6 @@ def cmd_index(args: argparse.Namespace) -> int:
     index = args.index or default_index()
     embedder = load_embedder(model_setting(args.model), progress=_progress)
     built = build(corpus, index, embedder, progress=_progress)
-    assert store  # imported for its side of the contract only
     files = len(corpus_fingerprint(read_corpus(corpus)))
     turns = {p.turn_id for p in built.passages}
     speakers = {built.turns[t].speaker for t in turns if built.turns[t].speaker}
@@ -175,7 +185,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    handler = {"index": cmd_index, "ask": cmd_ask, "chat": cmd_chat}[args.command]
+    handler = {"prepare-model": cmd_prepare_model, "index": cmd_index, "ask": cmd_ask, "chat": cmd_chat}[args.command]
     try:
         return handler(args)
     except QAError as exc:

@@ -15,7 +15,7 @@ from typing import Callable
 
 from . import store as store_mod
 from .answer import compose
-from .chunk import ChunkConfig, chunk_turns, context_line
+from .chunk import ChunkConfig, chunk_turns, context_line, embedding_text
 from .corpus import corpus_fingerprint, parse_text, read_corpus
 from .embed import Embedder, load_embedder, model_setting
 from .errors import BadQuestion, IndexProblem
@@ -72,7 +72,7 @@ def build(
         f"{len(speakers)} speakers"
     )
     turn_by_id = {t.id: t for t in turns}
-    texts = [f"{context_line(turn_by_id[p.turn_id])}\n{p.text}" for p in passages]
+    texts = [embedding_text(turn_by_id[p.turn_id], p) for p in passages]
     vectors = embedder.embed_passages(texts, progress=progress)
     indexed_turns = [t for t in turns if any(p.turn_id == t.id for p in passages)]
     store_mod.build_index(

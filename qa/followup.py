@@ -120,14 +120,10 @@ def _mention_patterns(speakers: tuple[str, ...]) -> tuple[tuple[re.Pattern[str],
         if syl:
             sur, given = syl[0], syl[1:]
             given_re = r"[\s\-]*".join(given)
-            out.append(
-                (re.compile(rf"\b{sur}[\s\-]*{given_re}\b", re.IGNORECASE), name, "en")
-            )
+            out.append((re.compile(rf"\b{sur}[\s\-]*{given_re}\b", re.IGNORECASE), name, "en"))
             out.append((re.compile(rf"\b{given_re}\s+{sur}\b", re.IGNORECASE), name, "en"))
             if surnames.count(name[0]) == 1:
-                out.append(
-                    (re.compile(rf"\b{_EN_TITLES}\s+{sur}\b", re.IGNORECASE), name, "en")
-                )
+                out.append((re.compile(rf"\b{_EN_TITLES}\s+{sur}\b", re.IGNORECASE), name, "en"))
     return tuple(out)
 
 

@@ -166,8 +166,7 @@ class Retriever:
                 Hit(
                     turn=self.store.turns[turn_id],
                     passage=self.store.passages[best],
-                    # a turn matched by several of its windows is a little more likely
-                    score=fused[best] + 0.1 * sum(fused[r] for r in rows[1:]),
+                    score=fused[best],
                     dense=max((dense_of.get(r, 0.0) for r in rows), default=0.0),
                     keyword=max((keyword_of.get(r, 0.0) for r in rows), default=0.0),
                     passage_scores={self.store.passages[r].id: fused[r] for r in rows},

@@ -29,6 +29,7 @@ import time
 import unicodedata
 import uuid
 import zipfile
+from array import array
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,12 +53,19 @@ TURNS = "turns.json"
 DATA_FILES = (VECTORS, BM25, PASSAGES, TURNS)
 REBUILD = "rebuild it with `qa index`"
 
-# Dense search: exact below this many passages; above it an IVF index, whose recall@10
-# against exact search eval/bench_scale.py measures (≥ 0.95 required).
+# Dense search is exact over at most this many rows (a few ms); bigger indexes get an HNSW
+# graph. HNSW over IVF by measurement (eval/bench_scale.py, 100k vectors of high intrinsic
+# dimension): HNSW kept recall@10 ≥ 0.98 where IVF with nprobe=32 of 632 lists fell to 0.71,
+# at ~1 ms a query either way; the price is a slower build (a minute or two at 100k).
 EXACT_SEARCH_LIMIT = 20_000
-IVF_LISTS_PER_SQRT_N = 2  # nlist = 2·√n: ~630 lists at 100k passages
-IVF_NPROBE = 32  # lists scanned per query: ~5 % of the vectors at 100k
-IVF_TRAIN_POINTS_PER_LIST = 64  # k-means sample size; more only slows the build
+HNSW_M = 32  # graph links per vector: fewer lost recall (0.93 with M=16)
+HNSW_EF_CONSTRUCTION = 64
+HNSW_EF_SEARCH = 128  # candidates explored per query
+
+# OpenMP threads (faiss's setting is per calling thread): all cores to build; one to
+# answer a query, which gains nothing from threads and ran ~4× slower with them while
+# other processes held the cores.
+BUILD_THREADS = faiss.omp_get_max_threads()
 
 BM25_K1 = 1.5
 BM25_B = 0.75
@@ -75,7 +83,7 @@ CHINESE_STOP_WORDS = frozenset(
     能 会 要 应 应该 可能 需要 吧 啊 呀 哦 嗯 么 吗 呢 嘛 哈 啦 我 你 您 他 她 它 我们 你们
     您们 他们 她们 它们 咱们 大家 自己 什么 怎么 怎样 怎么样 如何 为什么 为何 哪 哪些 哪个
     哪里 哪儿 多少 几 是否 是不是 有没有 认为 觉得 看来 看待 看法 观点 谈谈 谈一谈 说说 讲讲
-    介绍 一下 请 请问 问 问题 你好 您好 大家好 谢谢 感谢 等 等等 方面 如果 因为 所以 因此
+    介绍 一下 请 请问 问 你好 您好 大家好 谢谢 感谢 等 等等 方面 如果 因为 所以 因此
     虽然 然后 其中 什么样 之间
     """.split()
 )
@@ -186,33 +194,27 @@ def _normalised(vectors: np.ndarray) -> np.ndarray:
 
 
 def _build_dense(vectors: np.ndarray, progress: Progress) -> tuple[faiss.Index, dict]:
-    """Exact search while it is fast enough; an IVF index (≥ 0.95 recall@10) beyond that."""
+    """Exact search while it is fast enough; an HNSW graph (≥ 0.95 recall@10) beyond that."""
     n, dim = vectors.shape
+    faiss.omp_set_num_threads(BUILD_THREADS)
     if n <= EXACT_SEARCH_LIMIT:
         index = faiss.IndexFlatIP(dim)
         index.add(vectors)
         return index, {"type": "IndexFlatIP", "metric": "inner_product", "exact": True}
 
-    nlist = max(1, round(IVF_LISTS_PER_SQRT_N * math.sqrt(n)))
-    quantizer = faiss.IndexFlatIP(dim)
-    index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-    index.cp.spherical = True  # centroids on the unit sphere, like the vectors
-    index.cp.seed = 1234  # same corpus → same index
-    sample = min(n, nlist * IVF_TRAIN_POINTS_PER_LIST)
-    _say(progress, f"index: training {nlist} IVF lists on {sample:,} vectors…")
-    rows = np.random.default_rng(1234).choice(n, size=sample, replace=False)
-    index.train(vectors[np.sort(rows)])
-    step = 25_000
+    index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+    step = 10_000
     for start in range(0, n, step):
         index.add(vectors[start : start + step])
-        _say(progress, f"index: added {min(n, start + step):,}/{n:,} vectors")
+        _say(progress, f"index: linked {min(n, start + step):,}/{n:,} vectors into the graph")
     info = {
-        "type": "IndexIVFFlat",
+        "type": "IndexHNSWFlat",
         "metric": "inner_product",
         "exact": False,
-        "nlist": nlist,
-        "nprobe": min(nlist, IVF_NPROBE),
-        "train_points": sample,
+        "M": HNSW_M,
+        "ef_construction": HNSW_EF_CONSTRUCTION,
+        "ef_search": HNSW_EF_SEARCH,
     }
     return index, info
 
@@ -221,7 +223,7 @@ def _build_bm25(texts: Sequence[str], progress: Progress) -> tuple[sparse.csc_ma
     """BM25 weight of every (passage, term) pair, so a query is a sum of a few columns."""
     n = len(texts)
     vocab: dict[str, int] = {}
-    term_ids: list[int] = []
+    term_ids = array("i")  # every token of every passage: compact, no per-int objects
     doc_lengths = np.zeros(n, dtype=np.int64)
     t0 = last = time.perf_counter()
     for row, text in enumerate(texts):
@@ -234,7 +236,7 @@ def _build_bm25(texts: Sequence[str], progress: Progress) -> tuple[sparse.csc_ma
             rate = (row + 1) / (now - t0)
             _say(progress, f"index: tokenized {row + 1:,}/{n:,} passages ({rate:,.0f}/s)")
     rows = np.repeat(np.arange(n, dtype=np.int32), doc_lengths)
-    cols = np.asarray(term_ids, dtype=np.int32)
+    cols = np.frombuffer(term_ids, dtype=np.int32) if term_ids else np.zeros(0, np.int32)
     tf = sparse.csr_matrix(
         (np.ones(len(cols), dtype=np.float32), (rows, cols)), shape=(n, len(vocab))
     )
@@ -286,7 +288,9 @@ def _pid_alive(pid: int) -> bool:
 def _clear_leftovers(index_dir: Path) -> None:
     """Delete temp folders that builds killed mid-way left next to the index."""
     for prefix in (f".{index_dir.name}.building-", f".{index_dir.name}.old-"):
-        for path in index_dir.parent.glob(prefix + "*"):
+        for path in index_dir.parent.iterdir():
+            if not path.name.startswith(prefix):
+                continue
             pid = path.name[len(prefix) :].split("-", 1)[0]
             if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
                 shutil.rmtree(path, ignore_errors=True)
@@ -504,6 +508,8 @@ class IndexStore:
         self.turns = turns
         self.passages = passages
         self._dense = dense
+        # exact search over the same vectors: the index itself, or the HNSW graph's storage
+        self._exact = faiss.downcast_index(dense.storage) if hasattr(dense, "hnsw") else dense
         self._dense_info = manifest["dense"]
         self._weights = keyword_weights
         self._term_id = {term: i for i, term in enumerate(vocabulary)}
@@ -535,8 +541,9 @@ class IndexStore:
     ) -> list[tuple[int, float]]:
         """Top-k (row, cosine) by inner product, best first, only from ``allowed`` rows.
 
-        Returns min(k, allowed rows) results: a filtered IVF search scans proportionally
-        more lists, and falls back to scanning all of them (exact) if that is not enough.
+        Always min(k, allowed rows) results. A filter that leaves few rows is searched
+        exactly (cheap: only allowed rows are scored); a wide one walks the graph further,
+        and falls back to exact search if the graph still yields too few.
         """
         allowed = self._check_allowed(allowed)
         n = len(self.passages)
@@ -555,31 +562,28 @@ class IndexStore:
         if allowed is not None and available < n:
             bits = np.packbits(allowed, bitorder="little")  # faiss reads bit i of byte i>>3
             selector = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bits))
+        exact_params = faiss.SearchParameters(sel=selector) if selector is not None else None
+        faiss.omp_set_num_threads(1)
 
-        if self._dense_info.get("exact", True):
-            params = faiss.SearchParameters(sel=selector) if selector is not None else None
-            hits = self._search(query, want, params)
+        if self._exact is self._dense or (selector is not None and available <= EXACT_SEARCH_LIMIT):
+            hits = self._search(self._exact, query, want, exact_params)
         else:
-            nlist = int(self._dense_info["nlist"])
-            base = int(self._dense_info["nprobe"])
-            # a filter keeps a fraction of each list: scan more lists to see as many rows
-            nprobe = min(nlist, math.ceil(base * n / available))
-            hits = self._search(query, want, self._ivf_params(nprobe, selector))
-            if len(hits) < want and nprobe < nlist:
-                hits = self._search(query, want, self._ivf_params(nlist, selector))
-        del bits  # the selector reads this buffer; keep it alive until searches are done
+            # a filter passing a fraction f of rows needs ~1/f more candidates for as many hits
+            ef = max(want, math.ceil(int(self._dense_info["ef_search"]) * n / available))
+            params = faiss.SearchParametersHNSW(efSearch=min(ef, 4096))
+            if selector is not None:
+                params.sel = selector
+            hits = self._search(self._dense, query, want, params)
+            if len(hits) < want:
+                hits = self._search(self._exact, query, want, exact_params)
+        del bits  # the selector reads this buffer: keep it alive until the searches are done
         return hits
 
     @staticmethod
-    def _ivf_params(nprobe: int, selector: faiss.IDSelector | None) -> faiss.SearchParametersIVF:
-        if selector is None:
-            return faiss.SearchParametersIVF(nprobe=nprobe)
-        return faiss.SearchParametersIVF(nprobe=nprobe, sel=selector)
-
     def _search(
-        self, query: np.ndarray, k: int, params: faiss.SearchParameters | None
+        index: faiss.Index, query: np.ndarray, k: int, params: faiss.SearchParameters | None
     ) -> list[tuple[int, float]]:
-        scores, rows = self._dense.search(query, k, params=params)
+        scores, rows = index.search(query, k, params=params)
         return [(int(r), float(s)) for r, s in zip(rows[0], scores[0], strict=True) if r >= 0]
 
     def keyword_search(

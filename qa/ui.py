@@ -39,6 +39,7 @@ from .followup import (  # noqa: E402
 
 APP_TITLE = "智慧名城 QA"
 QUOTED = 3  # citations quoted in the reply body; the rest are listed as sources only
+SPOKEN = ("answer", "commentary", "paragraph")  # kinds of turn that are someone's words
 STREAM_PAUSE_S = 0.04  # between streamed pieces: long enough to see, short enough not to wait
 
 EXAMPLES_ZH = [
@@ -71,9 +72,7 @@ def highlight_html(full_text: str, highlight: str) -> str:
         at = full_text.find(highlight)
         if at >= 0:
             end = at + len(highlight)
-            return (
-                f"{esc(full_text[:at])}<mark>{esc(highlight)}</mark>{esc(full_text[end:])}"
-            )
+            return f"{esc(full_text[:at])}<mark>{esc(highlight)}</mark>{esc(full_text[end:])}"
     return esc(full_text)
 
 
@@ -168,8 +167,11 @@ def _note(fu: FollowUp | None, speaker_filter: str | None, section: str | None) 
 
 
 def reply_pieces(
-    answer: dict, fu: FollowUp | None = None, speaker: str | None = None,
-    section: str | None = None, more_exhausted: bool = False,
+    answer: dict,
+    fu: FollowUp | None = None,
+    speaker: str | None = None,
+    section: str | None = None,
+    more_exhausted: bool = False,
 ) -> list[str]:
     """The reply as HTML pieces, in the order they stream in; joined, they are the reply."""
     pieces = [_note(fu, speaker, section)] if _note(fu, speaker, section) else []
@@ -194,7 +196,8 @@ def reply_pieces(
                 f"（点下方话题可直接提问 · click one below to ask）</div><ul>{items}</ul></div>"
             )
         return pieces
-    quoted = cites[:QUOTED]
+    # only words someone said are quoted; a bio or an intro is a source, not a quote
+    quoted = [c for c in cites if c.get("kind", "answer") in SPOKEN][:QUOTED] or cites[:1]
     pieces.append('<div class="qa-label">专家原话 In their words</div>')
     pieces.extend(render_quote(c) for c in quoted)
     pieces.append(f'<div class="qa-label">出处 Sources · {len(cites)}</div>')
@@ -275,13 +278,15 @@ def answer_turn(
         for c in ans["citations"]
         if citation_id(c) not in exclude
         and not (fu.exclude_speaker and c.get("speaker") == fu.exclude_speaker)
+        # "what else did he say" wants his words, not his bio
+        and (fu.reason != MORE or c.get("kind", "answer") in SPOKEN)
     ][:k]
     exhausted = bool(ans["answerable"] and ans["citations"] and not kept)
     kept = [{**c, "rank": i + 1} for i, c in enumerate(kept)]
     ans["citations"] = kept
     if exhausted:
         ans["answerable"] = False
-    quoted = [citation_id(c) for c in kept[:QUOTED]]
+    quoted = [citation_id(c) for c in kept if c.get("kind", "answer") in SPOKEN][:QUOTED]
     carried = sorted(exclude) if fu.reason == MORE else []
     ans["shown"] = carried + [i for i in quoted if i not in carried]
     return ans, fu, spk, exhausted
@@ -330,8 +335,13 @@ def make_handlers(engine: Engine, feedback: FeedbackLog) -> dict[str, Any]:
         try:
             question = clean_question(raw)
         except BadQuestion as exc:
-            yield _messages(turns), turns, gr.update(), _status(bad_input_message(raw, exc),
-                                                                 "warn"), gr.update()
+            yield (
+                _messages(turns),
+                turns,
+                gr.update(),
+                _status(bad_input_message(raw, exc), "warn"),
+                gr.update(),
+            )
             return
         k_int = max(1, min(MAX_K, int(k or 5)))
         user_html = render_user(question)
@@ -345,9 +355,7 @@ def make_handlers(engine: Engine, feedback: FeedbackLog) -> dict[str, Any]:
                 engine, turns, question, k_int, speaker or None, section or None
             )
         except QAError as exc:
-            pending[-1]["content"] = wrap_reply(
-                [f'<div class="qa-empty">出错了：{esc(exc)}</div>']
-            )
+            pending[-1]["content"] = wrap_reply([f'<div class="qa-empty">出错了：{esc(exc)}</div>'])
             yield pending, turns, gr.update(), _status(), gr.update()
             return
         pieces = reply_pieces(ans, fu, spk, section or None, exhausted)
@@ -384,8 +392,9 @@ def make_handlers(engine: Engine, feedback: FeedbackLog) -> dict[str, Any]:
     def ask_api(question: str, k: int = 5, speaker: str = "", section: str = "") -> dict:
         """Ask the interviews; returns the same JSON as `qa ask --json`."""
         try:
-            return engine.ask(question, k=int(k), speaker=speaker or None,
-                              section=section or None).to_dict()
+            return engine.ask(
+                question, k=int(k), speaker=speaker or None, section=section or None
+            ).to_dict()
         except QAError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
 
@@ -401,6 +410,7 @@ CSS = """
 #qa-header h1 { font-size: 1.45rem; margin: 0; color: var(--qa-ink); letter-spacing: .02em; }
 #qa-header h1 .qa-brand { color: var(--qa-accent); }
 #qa-header p { margin: 4px 0 0; color: var(--qa-muted); font-size: .9rem; }
+#qa-header p.qa-en { margin-top: 0; font-size: .82rem; }
 .qa-reply { font-size: .95rem; line-height: 1.65; color: var(--qa-ink); }
 .qa-user { white-space: pre-wrap; word-break: break-word; }
 .qa-label { font-size: .78rem; font-weight: 600; color: var(--qa-muted); letter-spacing: .04em;
@@ -443,19 +453,28 @@ details.qa-cite[open] .qa-open { visibility: hidden; }
 .qa-pending { color: var(--qa-muted); font-size: .85rem; animation: qa-pulse 1.2s infinite; }
 @keyframes qa-pulse { 50% { opacity: .4; } }
 .qa-status { font-size: .85rem; padding: 4px 2px; }
+#qa-input-row { align-items: flex-end; }
+#qa-send { align-self: flex-end; }
 .qa-status-warn { color: #9a3412; }
 .qa-status-ok { color: #166534; }
 #qa-side .qa-side-title { font-weight: 600; font-size: .9rem; margin: 4px 0; }
 #qa-footer { font-size: .78rem; color: var(--qa-muted); text-align: center; }
 #qa-footer a { color: var(--qa-muted); }
-.qa-compact #qa-header { display: none; }
+.qa-compact .main.app { padding: 8px 10px 4px !important; }
+.qa-compact .contain > .column { gap: 8px !important; }
+.qa-compact #qa-chat .placeholder-content { padding: 8px; }
+#qa-chat .user-row { background: transparent !important; }
+#qa-chat .user.message { min-height: 0 !important; padding: 2px 6px !important;
+  background: #f6f3ef !important; border-color: transparent !important; }
+#qa-chat .role:has(> .user.message) .message-buttons { display: none !important; }
+.qa-user { font-weight: 600; color: var(--qa-ink); }
 """
 
 HEADER = (
     '<div id="qa-header"><h1><span class="qa-brand">智慧名城</span> QA · 专家访谈问答</h1>'
     "<p>重庆日报专访蔡之兵、卢阳春、朱旭森，以及王正攀、孙金华的评论。"
-    "提问（中文或英文），得到专家原话与出处。"
-    " Ask in Chinese or English; get the experts' own words, cited.</p></div>"
+    "提问（中文或英文），得到专家原话与出处。</p>"
+    '<p class="qa-en">Ask in Chinese or English; get the experts\' own words, cited.</p></div>'
 )
 
 PLACEHOLDER = (
@@ -468,6 +487,15 @@ PLACEHOLDER_EN = (
     "e.g. What does Zhu Xusen say about green smart cities?<br>"
     "Follow up: What else did he say? / What about Lu Yangchun?</div>"
 )
+
+
+def expert_speakers(engine: Engine) -> list[tuple[str, str | None]]:
+    """Speakers worth filtering by: not the paper, whose only turns are its questions."""
+    turns = getattr(getattr(engine, "store", None), "turns", None)
+    if not isinstance(turns, dict):
+        return list(engine.speakers)
+    speaking = {t.speaker for t in turns.values() if getattr(t, "kind", "answer") != "question"}
+    return [(name, title) for name, title in engine.speakers if name in speaking]
 
 
 def theme() -> gr.themes.Base:
@@ -487,7 +515,8 @@ def build_ui(
     feedback = feedback or FeedbackLog(default_feedback_path())
     h = make_handlers(engine, feedback)
     speaker_choices = [("全部专家 All speakers", "")] + [
-        (f"{name}" + (f" · {title}" if title else ""), name) for name, title in engine.speakers
+        (f"{name}" + (f" · {title}" if title else ""), name)
+        for name, title in expert_speakers(engine)
     ]
     section_choices = [("全部栏目 All sections", "")] + [(s, s) for s in engine.sections]
 
@@ -501,8 +530,8 @@ def build_ui(
                     elem_id="qa-chat",
                     label="对话 Chat",
                     show_label=False,
-                    height="68vh" if not compact else "100%",
-                    min_height=360 if not compact else None,
+                    height="68vh" if not compact else "calc(100vh - 92px)",
+                    min_height=360 if not compact else 240,
                     scale=1,
                     latex_delimiters=[],
                     sanitize_html=True,
@@ -511,20 +540,34 @@ def build_ui(
                     feedback_options=("Like", "Dislike"),
                     layout="panel",
                     autoscroll=True,
+                    examples=(
+                        [{"text": q} for q in EXAMPLES_ZH[:2] + EXAMPLES_EN[:1]]
+                        if compact
+                        else None
+                    ),
                 )
-                with gr.Row(equal_height=True):
+                with gr.Row(equal_height=False, elem_id="qa-input-row"):
                     box = gr.Textbox(
                         elem_id="qa-input",
                         show_label=False,
-                        placeholder="输入问题，回车发送 · Type a question, press Enter",
+                        placeholder=(
+                            "输入问题，回车发送…"
+                            if compact
+                            else "输入问题，回车发送 · Type a question, press Enter"
+                        ),
                         lines=1,
                         max_lines=6,
                         scale=8,
                         autofocus=not compact,
                         container=False,
                     )
-                    send = gr.Button("提问 Ask", variant="primary", scale=1, min_width=90,
-                                     elem_id="qa-send")
+                    send = gr.Button(
+                        "提问" if compact else "提问 Ask",
+                        variant="primary",
+                        scale=1,
+                        min_width=64 if compact else 90,
+                        elem_id="qa-send",
+                    )
                 status = gr.HTML("", elem_id="qa-status")
                 suggestions = gr.Dataset(
                     components=[gr.Textbox(visible=False, render=False)],
@@ -534,14 +577,6 @@ def build_ui(
                     visible=False,
                     layout="table",
                 )
-                if compact:
-                    examples = gr.Dataset(
-                        components=[gr.Textbox(visible=False, render=False)],
-                        samples=[[q] for q in EXAMPLES_ZH[:2] + EXAMPLES_EN[:1]],
-                        label="试试 Try",
-                        elem_id="qa-examples",
-                        layout="table",
-                    )
             if not compact:
                 with gr.Column(scale=3, min_width=240, elem_id="qa-side"):
                     speaker = gr.Dropdown(
@@ -584,25 +619,36 @@ def build_ui(
         def pick(sample: list[str]) -> str:
             return sample[0] if sample else ""
 
-        for ds in (examples, suggestions):
+        for ds in (suggestions,) if compact else (examples, suggestions):
             ds.click(pick, ds, box, api_visibility="private", show_progress="hidden").then(
                 h["respond"], inputs, outputs, **ask_opts
             )
+        if compact:
+            chatbot.example_select(
+                _example_text, None, box, api_visibility="private", show_progress="hidden"
+            ).then(h["respond"], inputs, outputs, **ask_opts)
         chatbot.like(h["on_like"], turns, status, api_visibility="private")
         if clear is not None:
             clear.click(h["clear"], None, outputs, api_visibility="private")
         if compact:
-            demo.load(_compact_lang, None, [chatbot, box], api_visibility="private")
+            demo.load(_compact_lang, None, [chatbot, box, send], api_visibility="private")
         gr.api(h["ask_api"], api_name="ask")
     return demo
 
 
-def _compact_lang(request: gr.Request) -> tuple[Any, Any]:
+def _example_text(data: gr.SelectData) -> str:
+    """The text of the example card clicked in the empty chat."""
+    value = data.value
+    return str(value.get("text", "")) if isinstance(value, dict) else str(value or "")
+
+
+def _compact_lang(request: gr.Request) -> tuple[Any, Any, Any]:
     """The widget passes ``?lang=en``: English placeholder text in its panel."""
     lang = (request.query_params.get("lang") or "zh") if request else "zh"
     if lang.lower().startswith("en"):
         return (
             gr.update(placeholder=PLACEHOLDER_EN),
-            gr.update(placeholder="Type a question, press Enter · 输入问题"),
+            gr.update(placeholder="Ask a question, press Enter…"),
+            gr.update(value="Ask"),
         )
-    return gr.update(), gr.update()
+    return gr.update(), gr.update(), gr.update()

@@ -44,10 +44,18 @@ def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
     with log.open("wb") as out:
         proc = subprocess.Popen(
             # QA_TEST_APP: another start script taking app.py's arguments (debugging only)
-            [sys.executable, os.environ.get("QA_TEST_APP") or str(ROOT / "app.py"),
-             "--port", str(port),
-             "--feedback", str(feedback)],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                os.environ.get("QA_TEST_APP") or str(ROOT / "app.py"),
+                "--port",
+                str(port),
+                "--feedback",
+                str(feedback),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + READY_TIMEOUT_S

@@ -9,6 +9,8 @@ proves nothing loads from a CDN. Screenshots of each step go to build/screenshot
 from __future__ import annotations
 
 import http.server
+import json
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,9 +26,8 @@ if not CHROMIUM.exists():
         allow_module_level=True,
     )
 
-from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
-
 from conftest import ROOT, free_port  # noqa: E402
+from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
 
 SHOTS = ROOT / "build" / "screenshots"
 ARGS = [
@@ -59,7 +60,7 @@ class Watch:
 
 
 def _page(browser: Browser, allowed_ports: set[int]) -> tuple[Page, Watch]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+    context = browser.new_context(viewport={"width": 1280, "height": 1000}, locale="zh-CN")
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     watch = Watch()
@@ -83,7 +84,12 @@ def _page(browser: Browser, allowed_ports: set[int]) -> tuple[Page, Watch]:
     return page, watch
 
 
-def _shot(page: Page, name: str) -> None:
+def _shot(page: Page, name: str, show=None) -> None:
+    """Save a screenshot; ``show`` is scrolled to the top of the chat first."""
+    if show is not None:
+        page.wait_for_timeout(300)  # let the chat's own autoscroll settle first
+        show.evaluate("e => e.scrollIntoView({block: 'start'})")
+        page.wait_for_timeout(200)
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / name))
 
@@ -94,7 +100,13 @@ def ask_in(scope, question: str):
     before = replies.count()
     box = scope.locator("#qa-input textarea")
     box.fill(question)
-    box.press("Enter")
+    for _ in range(10):  # a submit right after the previous event closes can be ignored
+        box.press("Enter")
+        try:
+            expect(replies).to_have_count(before + 1, timeout=3000)
+            break
+        except AssertionError:
+            continue
     expect(replies).to_have_count(before + 1, timeout=TIMEOUT_MS)
     reply = replies.nth(before)
     expect(reply.locator(".qa-pending")).to_have_count(0, timeout=TIMEOUT_MS)
@@ -124,8 +136,7 @@ def test_1_ask_shows_cited_expert(chat, app_server) -> None:
     mark = cites.first.locator(".qa-full mark")
     expect(mark).to_be_visible()
     assert mark.inner_text() in cites.first.locator(".qa-full").inner_text()
-    reply.scroll_into_view_if_needed()
-    _shot(page, "1-ask.png")
+    _shot(page, "1-ask.png", show=reply)
     assert watch.outside == [], f"requests left the machine: {watch.outside}"
 
 
@@ -134,16 +145,15 @@ def test_2_followup_keeps_speaker(chat, app_server) -> None:
     reply = ask_in(page, "他还说了什么？")
     expect(reply.locator(".qa-note")).to_contain_text("卢阳春")
     expect(reply.locator("details.qa-cite .qa-speaker").first).to_have_text("卢阳春")
-    _shot(page, "2-followup.png")
+    _shot(page, "2-followup.png", show=page.locator("#qa-chat .qa-user").last)
 
 
 def test_feedback_is_recorded(chat, app_server) -> None:
     page, _ = chat
-    like = page.locator("#qa-chat button[aria-label='Like']").last
+    # Gradio labels the button in the page's language: "Like", or 赞 in zh-CN
+    like = page.locator("#qa-chat").get_by_role("button", name=re.compile("^(Like|赞)$")).last
     like.click()
     expect(page.locator("#qa-status")).to_contain_text("感谢反馈")
-    import json
-
     rows = [json.loads(x) for x in app_server.feedback.read_text("utf-8").splitlines()]
     assert rows[-1]["vote"] == "like"
     assert rows[-1]["question"] == "他还说了什么？"
@@ -159,7 +169,7 @@ def test_4_html_in_question_is_shown_as_text(chat, app_server) -> None:
     assert reply.is_visible()
     page.wait_for_timeout(500)  # give an injected handler every chance to fire
     assert watch.dialogs == [], f"a dialog fired: {watch.dialogs}"
-    _shot(page, "4-xss.png")
+    _shot(page, "4-xss.png", show=users.last)
 
 
 def test_bad_input_gets_a_gentle_line(chat, app_server) -> None:
@@ -170,8 +180,14 @@ def test_bad_input_gets_a_gentle_line(chat, app_server) -> None:
     box.press("Enter")
     expect(page.locator("#qa-status")).to_contain_text("请先输入一个问题")
     box.fill("长" * 2001)
-    box.press("Enter")
-    expect(page.locator("#qa-status")).to_contain_text("2,000")
+    # Gradio ignores a new submit while the previous event is still closing ("once")
+    status = page.locator("#qa-status")
+    for _ in range(40):
+        box.press("Enter")
+        page.wait_for_timeout(250)
+        if "2,000" in status.inner_text():
+            break
+    expect(status).to_contain_text("最多 2,000 字")
     assert page.locator("#qa-chat .qa-reply").count() == replies
     _shot(page, "5-bad-input.png")
 
@@ -187,11 +203,16 @@ def host_page(app_server) -> Iterator[str]:
     """examples/embed.html served from a second port: another origin than the app."""
     html = (ROOT / "examples" / "embed.html").read_text("utf-8")
     html = html.replace("http://127.0.0.1:7860/", app_server.url + "/")
-    body = html.encode("utf-8")
+    # the same page with the other options: left, English, a title that tries markup
+    variant = html.replace('data-position="bottom-right"', 'data-position="top-left"')
+    variant = variant.replace('data-lang="zh"', 'data-lang="en"')
+    variant = variant.replace('data-title="智慧名城 · 问专家"', 'data-title="<b>Q&amp;A</b>"')
+    pages = {"/embed.html": html.encode("utf-8"), "/variant.html": variant.encode("utf-8")}
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            self.send_response(200 if self.path.startswith("/embed.html") else 404)
+            body = pages.get(self.path.split("?")[0], b"not here")
+            self.send_response(200 if self.path.split("?")[0] in pages else 404)
             self.send_header("Content-Type", "text/html; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -231,5 +252,29 @@ def test_3_widget_on_another_origin(browser, app_server, host_page) -> None:
         expect(button).to_have_attribute("aria-expanded", "false")
         assert watch.outside == [], f"requests left the machine: {watch.outside}"
         assert watch.dialogs == []
+    finally:
+        page.context.close()
+
+
+def test_widget_options(browser, app_server, host_page) -> None:
+    """data-position, data-lang and data-title change the widget; the title stays text."""
+    url = host_page.replace("/embed.html", "/variant.html")
+    page, watch = _page(browser, {app_server.port, urlparse(url).port})
+    try:
+        page.goto(url)
+        button = page.locator("#zhihui-qa-widget .btn")
+        expect(button).to_have_text("Ask the experts")
+        box = button.bounding_box()
+        assert box is not None and box["x"] < 100 and box["y"] < 100  # top-left
+        button.click()
+        expect(page.locator("#zhihui-qa-widget .bar .t")).to_have_text("<b>Q&A</b>")
+        assert page.locator("#zhihui-qa-widget .bar b").count() == 0
+        frame = page.frame_locator("#zhihui-qa-widget iframe")
+        expect(frame.locator("#qa-input textarea")).to_have_attribute(
+            "placeholder", "Ask a question, press Enter…"
+        )
+        page.locator("#zhihui-qa-widget .x").click()
+        expect(button).to_have_attribute("aria-expanded", "false")
+        assert watch.outside == [] and watch.dialogs == []
     finally:
         page.context.close()

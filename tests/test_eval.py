@@ -35,8 +35,13 @@ GOLD = ROOT / "eval" / "gold.jsonl"
 PAGE = ROOT / "corpus" / "cqrb-smart-city-interview.txt"
 EXPERTS = ["蔡之兵", "卢阳春", "朱旭森"]
 AUTHORS = ["王正攀", "孙金华"]
-PINYIN = {"蔡之兵": "Cai Zhibing", "卢阳春": "Lu Yangchun", "朱旭森": "Zhu Xusen",
-          "王正攀": "Wang Zhengpan", "孙金华": "Sun Jinhua"}
+PINYIN = {
+    "蔡之兵": "Cai Zhibing",
+    "卢阳春": "Lu Yangchun",
+    "朱旭森": "Zhu Xusen",
+    "王正攀": "Wang Zhengpan",
+    "孙金华": "Sun Jinhua",
+}
 SECTIONS = [  # each section by any of its names (interview heading or its sub-heading)
     ("因“智”而兴", "用智慧成果赋能城市建设"),
     ("因“智”而乐", "让智能化为生活添彩"),
@@ -48,9 +53,18 @@ SECTIONS = [  # each section by any of its names (interview heading or its sub-h
     ("不断提高均衡均等水平",),
     ("不断厚植自信自强底气",),
 ]
-METRIC_KEYS = {"hit@1", "hit@3", "hit@5", "mrr", "speaker@1", "section@1",
-               "unanswerable_abstained", "answerable_abstained",
-               "latency_p50_ms", "latency_p95_ms"}
+METRIC_KEYS = {
+    "hit@1",
+    "hit@3",
+    "hit@5",
+    "mrr",
+    "speaker@1",
+    "section@1",
+    "unanswerable_abstained",
+    "answerable_abstained",
+    "latency_p50_ms",
+    "latency_p95_ms",
+}
 
 
 @pytest.fixture(scope="module")
@@ -98,13 +112,13 @@ def test_every_section_is_covered(gold):
 
 
 def test_bios_and_page_intro_are_covered(gold, page):
-    bios = page[page.index("对话蔡之兵"):]
-    intro = page[page.index("在刚刚闭幕的智博会上"):page.index("热点透析")]
+    bios = page[page.index("对话蔡之兵") :]
+    intro = page[page.index("在刚刚闭幕的智博会上") : page.index("热点透析")]
     for name in EXPERTS:
-        assert any(name in i.speakers and any(squash(p) in bios for p in i.answer_contains)
-                   for i in gold), f"no bio question for {name}"
-    assert any(not i.speakers and any(squash(p) in intro for p in i.answer_contains)
-               for i in gold)
+        assert any(
+            name in i.speakers and any(squash(p) in bios for p in i.answer_contains) for i in gold
+        ), f"no bio question for {name}"
+    assert any(not i.speakers and any(squash(p) in intro for p in i.answer_contains) for i in gold)
 
 
 def test_language_and_unanswerable_mix(gold):
@@ -114,8 +128,11 @@ def test_language_and_unanswerable_mix(gold):
     assert len(unanswerable) >= 8
     assert any(has_cjk(i.question) for i in unanswerable)
     assert any(not has_cjk(i.question) for i in unanswerable)
-    naming = [i for i in gold if any(n in i.question or PINYIN[n] in i.question
-                                     for n in EXPERTS + AUTHORS)]
+    naming = [
+        i
+        for i in gold
+        if any(n in i.question or PINYIN[n] in i.question for n in EXPERTS + AUTHORS)
+    ]
     assert len(naming) >= 15
 
 
@@ -135,8 +152,9 @@ def test_speaker_and_section_matching():
     assert speaker_matches("□王正攀", ["王正攀"])
     assert not speaker_matches(None, ["王正攀"])
     assert section_matches("如何用智博会成果… › 因“智”而乐 › 让智能化为生活添彩", "因“智”而乐")
-    assert section_matches("王正攀署名文章 › 强化智慧服务体系建设，更加彰显以人为本理念",
-                           "强化智慧服务\n体系建设")
+    assert section_matches(
+        "王正攀署名文章 › 强化智慧服务体系建设，更加彰显以人为本理念", "强化智慧服务\n体系建设"
+    )
     assert not section_matches(None, "因“智”而乐")
 
 
@@ -153,22 +171,31 @@ def _item(qid: str, **kw) -> GoldItem:
 
 
 def _cite(rank: int, text: str, speaker: str = "卢阳春", section: str = "A › 因“智”而乐") -> dict:
-    return {"rank": rank, "text": text, "full_text": text, "speaker": speaker,
-            "section": section, "highlight": text}
+    return {
+        "rank": rank,
+        "text": text,
+        "full_text": text,
+        "speaker": speaker,
+        "section": section,
+        "highlight": text,
+    }
 
 
 def test_judge_and_summarize():
-    good = judge(_item("a", speakers=("卢阳春",), section="因“智”而乐"), True,
-                 [_cite(1, "语音交互")], 10.0)
-    second = judge(_item("b", speakers=("朱旭森",)), True,
-                   [_cite(1, "别的"), _cite(2, "语音交\n互")], 20.0)
+    good = judge(
+        _item("a", speakers=("卢阳春",), section="因“智”而乐"), True, [_cite(1, "语音交互")], 10.0
+    )
+    second = judge(
+        _item("b", speakers=("朱旭森",)), True, [_cite(1, "别的"), _cite(2, "语音交\n互")], 20.0
+    )
     abstained = judge(_item("c"), False, [_cite(1, "语音交互")], 30.0)
     refused = judge(_item("u", unanswerable=True), False, [], 40.0)
     leaked = judge(_item("v", unanswerable=True), True, [_cite(1, "x")], 50.0)
     assert (good.rank, good.speaker_ok, good.section_ok, good.failures()) == (1, True, True, [])
     assert second.rank == 2 and second.speaker_ok is False and second.section_ok is None
     assert abstained.rank is None and abstained.failures() == [
-        "abstained on an answerable question"]
+        "abstained on an answerable question"
+    ]
     assert refused.failures() == [] and leaked.failures()
     m = summarize([good, second, abstained, refused, leaked])
     assert m["hit@1"] == pytest.approx(1 / 3, abs=1e-3)
@@ -182,12 +209,20 @@ def test_judge_and_summarize():
 
 
 def test_naive_outcomes_have_no_speaker_section_or_abstention():
-    naive = [judge(_item("a", speakers=("卢阳春",), section="x"), None, [_cite(1, "语音交互")],
-                   1.0, has_fields=False),
-             judge(_item("u", unanswerable=True), None, [_cite(1, "x")], 1.0, has_fields=False)]
+    naive = [
+        judge(
+            _item("a", speakers=("卢阳春",), section="x"),
+            None,
+            [_cite(1, "语音交互")],
+            1.0,
+            has_fields=False,
+        ),
+        judge(_item("u", unanswerable=True), None, [_cite(1, "x")], 1.0, has_fields=False),
+    ]
     m = summarize(naive)
     assert m["hit@1"] == 1.0
     assert m["speaker@1"] is m["section@1"] is m["unanswerable_abstained"] is None
+    assert naive[1].failures() == []  # it cannot abstain, so it is not failed for answering
 
 
 def test_malformed_gold_lines_are_reported_by_number_and_skipped():
@@ -205,7 +240,13 @@ def test_malformed_gold_lines_are_reported_by_number_and_skipped():
     items, problems = parse_gold(lines)
     assert [i.id for i in items] == ["a", "u"]
     assert [p.split(":")[0] for p in problems] == [
-        "line 3", "line 4", "line 5", "line 6", "line 7", "line 8"]
+        "line 3",
+        "line 4",
+        "line 5",
+        "line 6",
+        "line 7",
+        "line 8",
+    ]
     assert all(p.endswith("skipped") for p in problems)
 
 
@@ -228,11 +269,24 @@ def test_run_eval_end_to_end(tmp_path, gold):
     gold_file = tmp_path / "small.jsonl"
     gold_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
     out = tmp_path / "out"
-    index = os.environ.get("QA_TEST_INDEX") or str(tmp_path / "index")
+    # the project's default index (built once, shared with the app tests) unless told otherwise
+    index = ["--index", os.environ["QA_TEST_INDEX"]] if os.environ.get("QA_TEST_INDEX") else []
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "eval" / "run_eval.py"), "--gold", str(gold_file),
-         "--k", "5", "--out", str(out), "--index", index],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        [
+            sys.executable,
+            str(ROOT / "eval" / "run_eval.py"),
+            "--gold",
+            str(gold_file),
+            "--k",
+            "5",
+            "--out",
+            str(out),
+            *index,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "line 3:" in proc.stderr and "skipped" in proc.stderr

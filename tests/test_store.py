@@ -7,9 +7,12 @@ model is tested elsewhere, and what matters here is that rows, scores and files 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 
@@ -183,6 +186,16 @@ def test_failed_first_build_leaves_nothing(index_dir, monkeypatch):
     assert list(index_dir.parent.iterdir()) == []
 
 
+def test_build_clears_what_a_killed_build_left_behind(index_dir):
+    probe = subprocess.Popen([sys.executable, "-c", "pass"])
+    probe.wait()
+    leftover = index_dir.parent / f".index.building-{probe.pid}-x1y2"
+    (leftover / "sub").mkdir(parents=True)
+    build(index_dir)
+    assert not leftover.exists()
+    assert sorted(p.name for p in index_dir.parent.iterdir()) == ["index"]
+
+
 def test_build_refuses_to_replace_a_folder_that_is_not_an_index(index_dir):
     index_dir.mkdir()
     (index_dir / "thesis.docx").write_text("precious")
@@ -268,8 +281,6 @@ def test_other_format_version(built):
 def test_vector_count_must_match_passages(built):
     """Files that are each intact but disagree (e.g. copied from two builds)."""
     index_dir, _ = built
-    import faiss
-
     fewer = faiss.IndexFlatIP(DIM)
     fewer.add(random_vectors(3))
     faiss.write_index(fewer, str(index_dir / "vectors.faiss"))
@@ -343,9 +354,8 @@ def test_allowed_mask_of_the_wrong_length_is_an_error(built):
 
 
 def test_approximate_index_above_the_limit(index_dir, monkeypatch):
-    """Past EXACT_SEARCH_LIMIT the index is IVF: still near-exact, still filtered to k."""
+    """Past EXACT_SEARCH_LIMIT the index is an HNSW graph: near-exact, still filtered to k."""
     monkeypatch.setattr(store, "EXACT_SEARCH_LIMIT", 500)
-    monkeypatch.setattr(store, "IVF_LISTS_PER_SQRT_N", 0.5)  # enough points per list
     n = 2000
     rng = np.random.default_rng(3)
     centres = random_vectors(40, seed=4)
@@ -355,19 +365,23 @@ def test_approximate_index_above_the_limit(index_dir, monkeypatch):
     turns, passages = make_records(texts)
     build_index(index_dir, turns, passages, vectors, MODEL, HASHES, None)
     loaded = load_index(index_dir)
-    assert loaded.manifest["dense"]["type"] == "IndexIVFFlat"
-    assert loaded.manifest["dense"]["nprobe"] >= 1
+    assert loaded.manifest["dense"]["type"] == "IndexHNSWFlat"
+    assert loaded.manifest["dense"]["ef_search"] >= 10
 
     queries = random_vectors(30, seed=6)
-    exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
-    found = [[row for row, _ in loaded.dense_search(q, 10)] for q in queries]
-    recall = np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact, strict=True)])
-    assert recall >= 0.95
 
-    allowed = np.array([t[0] == "卢阳春" for t in texts])  # 40 of 2000 rows
-    for q in queries:
-        hits = loaded.dense_search(q, 10, allowed)
-        assert len(hits) == 10 and all(allowed[row] for row, _ in hits)
+    def recall(allowed: np.ndarray | None) -> float:
+        rows = np.arange(n) if allowed is None else np.flatnonzero(allowed)
+        exact = rows[np.argsort(-(queries @ vectors[rows].T), axis=1)[:, :10]]
+        found = [loaded.dense_search(q, 10, allowed) for q in queries]
+        assert all(len(f) == 10 for f in found)
+        assert allowed is None or all(allowed[row] for f in found for row, _ in f)
+        hits = [{row for row, _ in f} for f in found]
+        return float(np.mean([len(h & set(e)) / 10 for h, e in zip(hits, exact, strict=True)]))
+
+    assert recall(None) >= 0.95
+    assert recall(np.array([t[0] == "卢阳春" for t in texts])) == 1.0  # 40 rows: exact
+    assert recall(np.arange(n) % 2 == 0) >= 0.95  # 1000 rows: the graph, walked further
 
 
 # ---------------------------------------------------------------------------------------

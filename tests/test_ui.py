@@ -123,8 +123,23 @@ def test_feedback_lines_stay_whole_under_concurrency(tmp_path) -> None:
 
 
 def _citation(rank: int, speaker: str, turn: str) -> Citation:
-    return Citation(rank, speaker, "教授", "文章", "一 › 二", "问？", f"{speaker}的话。",
-                    f"{speaker}的话。", 1.0, "a.txt", 0, 5, turn, "answer", f"{speaker}的话。")
+    return Citation(
+        rank,
+        speaker,
+        "教授",
+        "文章",
+        "一 › 二",
+        "问？",
+        f"{speaker}的话。",
+        f"{speaker}的话。",
+        1.0,
+        "a.txt",
+        0,
+        5,
+        turn,
+        "answer",
+        f"{speaker}的话。",
+    )
 
 
 class StubEngine:
@@ -145,8 +160,14 @@ class StubEngine:
         return Answer(question, True, "…", tuple(pool[:k]))
 
     def health(self) -> dict:
-        return {"status": "ok", "index": "stub", "model": "stub", "passages": 1, "turns": 1,
-                "speakers": ["卢阳春", "朱旭森"]}
+        return {
+            "status": "ok",
+            "index": "stub",
+            "model": "stub",
+            "passages": 1,
+            "turns": 1,
+            "speakers": ["卢阳春", "朱旭森"],
+        }
 
 
 @pytest.fixture(scope="module")
@@ -166,9 +187,10 @@ def test_allowed_origins_are_honoured(restricted_client) -> None:
     other = restricted_client.get("/widget.js", headers={"Origin": "https://evil.example.test"})
     assert "access-control-allow-origin" not in other.headers
     page = restricted_client.get("/embed/")
-    assert "frame-ancestors 'self' https://news.example.test" in page.headers[
-        "content-security-policy"
-    ]
+    assert (
+        "frame-ancestors 'self' https://news.example.test"
+        in page.headers["content-security-policy"]
+    )
 
 
 def test_engine_problems_are_503_json(restricted_client) -> None:
@@ -181,7 +203,8 @@ def test_allowed_origins_setting() -> None:
 
     assert allowed_origins("") == ["*"]
     assert allowed_origins("https://a.test/, http://b.test:8000") == [
-        "https://a.test", "http://b.test:8000"
+        "https://a.test",
+        "http://b.test:8000",
     ]
 
 
@@ -204,3 +227,88 @@ def test_more_followup_moves_on_and_then_says_so() -> None:
 def test_bad_question_is_refused_by_engine_contract() -> None:
     with pytest.raises(BadQuestion):
         StubEngine().ask("   ")
+
+
+def test_reply_streams_in_pieces(tmp_path) -> None:
+    """The chat handler yields a pending reply first, then grows it piece by piece."""
+    from qa.ui import make_handlers
+
+    h = make_handlers(StubEngine(), FeedbackLog(tmp_path / "fb.jsonl"))
+    steps = list(h["respond"]("卢阳春怎么看老年人？", [], "", "", 3))
+    assert len(steps) >= 4
+    first_messages = steps[0][0]
+    assert "qa-pending" in first_messages[-1]["content"]
+    sizes = [len(s[0][-1]["content"]) for s in steps[1:-1]]
+    assert sizes == sorted(sizes)  # each piece adds to the last
+    messages, turns, *_ = steps[-1]
+    assert [m["role"] for m in messages] == ["user", "assistant"]
+    assert "qa-pending" not in messages[-1]["content"]
+    assert turns[0]["answer"]["citations"][0]["speaker"] == "卢阳春"
+
+
+@pytest.mark.parametrize(
+    ("text", "expect"),
+    [("", "请先输入"), (" \t\n", "请先输入"), ("\x00\x07", "请先输入"), ("问" * 2001, "2,000")],
+)
+def test_bad_input_gets_one_gentle_line(tmp_path, text: str, expect: str) -> None:
+    from qa.ui import make_handlers
+
+    h = make_handlers(StubEngine(), FeedbackLog(tmp_path / "fb.jsonl"))
+    steps = list(h["respond"](text, [], "", "", 3))
+    assert len(steps) == 1
+    messages, turns, _, status, _ = steps[0]
+    assert messages == [] and turns == []
+    assert expect in status and "Traceback" not in status
+
+
+def test_like_appends_feedback(tmp_path) -> None:
+    import gradio as gr
+
+    from qa.ui import make_handlers
+
+    log = FeedbackLog(tmp_path / "fb.jsonl")
+    h = make_handlers(StubEngine(), log)
+    *_, (messages, turns, *_rest) = h["respond"]("卢阳春怎么看老年人？", [], "", "", 2)
+    h["on_like"](turns, gr.LikeData(None, {"index": 1, "value": "", "liked": False}))
+    row = json.loads(log.path.read_text("utf-8"))
+    assert row["vote"] == "dislike" and row["question"] == "卢阳春怎么看老年人？"
+    assert row["citation_ids"] == ["t#0", "t#1"]
+
+
+def test_app_host_and_port_follow_gradio_env(monkeypatch) -> None:
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "app", Path(__file__).resolve().parent.parent / "app.py"
+    )
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    monkeypatch.delenv("GRADIO_SERVER_NAME", raising=False)
+    monkeypatch.delenv("GRADIO_SERVER_PORT", raising=False)
+    args = app.parser().parse_args([])
+    assert (args.host, args.port) == ("127.0.0.1", 7860)
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "9000")
+    args = app.parser().parse_args([])
+    assert (args.host, args.port) == ("0.0.0.0", 9000)
+    args = app.parser().parse_args(["--host", "::1", "--port", "8123"])
+    assert (args.host, args.port) == ("::1", 8123)
+
+
+def test_speaker_filter_lists_experts_not_the_paper() -> None:
+    """The paper (重庆日报) only asks questions: no point filtering by it."""
+    from types import SimpleNamespace
+
+    from qa.ui import expert_speakers
+
+    engine = StubEngine()
+    engine.speakers = [("卢阳春", "教授"), ("重庆日报", None)]
+    engine.store = SimpleNamespace(
+        turns={
+            "a": SimpleNamespace(speaker="卢阳春", kind="answer"),
+            "q": SimpleNamespace(speaker="重庆日报", kind="question"),
+        }
+    )
+    assert expert_speakers(engine) == [("卢阳春", "教授")]
+    assert expert_speakers(StubEngine()) == StubEngine.speakers  # no store: all of them

@@ -17,8 +17,21 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 Q = "卢阳春认为老年人使用政务平台有什么困难？"
 CITATION_KEYS = {
-    "rank", "speaker", "speaker_title", "article", "section", "asked", "text", "highlight",
-    "score", "source", "start", "end", "turn_id", "kind", "full_text",
+    "rank",
+    "speaker",
+    "speaker_title",
+    "article",
+    "section",
+    "asked",
+    "text",
+    "highlight",
+    "score",
+    "source",
+    "start",
+    "end",
+    "turn_id",
+    "kind",
+    "full_text",
 }
 
 
@@ -30,8 +43,7 @@ def test_ask_returns_cited_answer(app_server) -> None:
     r = ask(app_server, {"question": Q, "k": 3})
     assert r.status_code == 200, r.text
     d = r.json()
-    assert set(d) >= {"question", "answerable", "answer", "citations", "suggestions",
-                      "timings_ms"}
+    assert set(d) >= {"question", "answerable", "answer", "citations", "suggestions", "timings_ms"}
     assert d["answerable"] is True
     assert 1 <= len(d["citations"]) <= 3
     for c in d["citations"]:
@@ -47,7 +59,10 @@ def test_same_json_as_cli(app_server) -> None:
     """`POST /api/ask` and `qa ask --json` give the same answer (timings aside)."""
     out = subprocess.run(
         [sys.executable, "-m", "qa", "ask", "--json", "--k", "3", Q],
-        cwd=ROOT, capture_output=True, text=True, timeout=900,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert out.returncode == 0, out.stderr
     cli = json.loads(out.stdout)
@@ -58,8 +73,14 @@ def test_same_json_as_cli(app_server) -> None:
 
 
 def test_filters_and_control_characters(app_server) -> None:
-    r = ask(app_server, {"question": "卢阳春\x00认为\x07老年人\u200b使用政务平台有什么困难？",
-                         "k": 2, "speaker": "朱旭森"})
+    r = ask(
+        app_server,
+        {
+            "question": "卢阳春\x00认为\x07老年人\u200b使用政务平台有什么困难？",
+            "k": 2,
+            "speaker": "朱旭森",
+        },
+    )
     assert r.status_code == 200, r.text
     d = r.json()
     assert "\x00" not in d["question"] and "\x07" not in d["question"]
@@ -67,7 +88,7 @@ def test_filters_and_control_characters(app_server) -> None:
 
 
 def test_unanswerable_offers_topics(app_server) -> None:
-    d = ask(app_server, {"question": "今天重庆的天气怎么样，会下雨吗？"}).json()
+    d = ask(app_server, {"question": "红烧肉怎么做？"}).json()
     assert d["answerable"] is False
     assert d["citations"] == []
     assert d["suggestions"]
@@ -169,8 +190,11 @@ def test_widget_served_cross_origin(app_server) -> None:
     assert "http" not in code and "cdn" not in code.lower()  # nothing fetched from elsewhere
     pre = httpx.options(
         app_server.url + "/api/ask",
-        headers={**origin, "Access-Control-Request-Method": "POST",
-                 "Access-Control-Request-Headers": "content-type"},
+        headers={
+            **origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
         timeout=30,
     )
     assert pre.status_code == 200

