@@ -63,11 +63,26 @@ def chunk_turn(turn: Turn, first_id: int, config: ChunkConfig = ChunkConfig()) -
 
 
 def chunk_turns(turns: list[Turn], config: ChunkConfig = ChunkConfig()) -> list[Passage]:
-    """Passages of every indexed turn (interviewer questions are context, not passages)."""
+    """Passages of every indexed turn.
+
+    An interviewer's question is not cited on its own, but each answer also gets a
+    passage holding the question it answers (RAGFlow's question–answer chunks): a user's
+    question that restates the interviewer's finds the answers to it even when the
+    answer words it differently. Such a passage points at the question in the file.
+    """
     passages: list[Passage] = []
+    question: Turn | None = None
     for turn in turns:
-        if turn.kind in INDEXED_KINDS and turn.text.strip():
-            passages.extend(chunk_turn(turn, len(passages), config))
+        if turn.kind == "question":
+            question = turn
+        if turn.kind not in INDEXED_KINDS or not turn.text.strip():
+            continue
+        passages.extend(chunk_turn(turn, len(passages), config))
+        if turn.asked and question is not None and question.text == turn.asked:
+            passages.append(
+                Passage(len(passages), turn.id, question.text, question.source,
+                        question.start, question.end)
+            )
     return passages
 
 

@@ -391,6 +391,9 @@ class _Newspaper:
                 body = AUTHOR_NOTE.match(note_span.text)
                 rest = body["rest"] if body else note_span.text
                 notes[key] = re.split(r"[；;]", rest.rstrip("）)"))[0].strip()
+                # the note is the only place the author's affiliation is printed: keep
+                # it as the author's bio so "where does X work?" finds it
+                drafts.append(_Draft("bio", note_span, author, ("简介",), article_key=key))
                 break
             if not text:
                 blank_before = True

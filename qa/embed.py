@@ -450,6 +450,7 @@ def _build_default_model(weights: Path, tokenizer: Path, work: Path, progress: P
     (raw / "special_tokens_map.json").write_text(json.dumps(specials, indent=2))
 
     # Let the installed sentence-transformers write its own module layout.
+    _say(progress, "preparing model: loading it with sentence-transformers")
     _offline_hub()
     st_modules = _st_module_classes()
     transformer = st_modules["Transformer"](str(raw), max_seq_length=MAX_SEQ_TOKENS)
@@ -762,7 +763,7 @@ class Embedder:
             return np.zeros((0, self.dimension), dtype=np.float32)
         if progress is not None and self._model is None:
             _say(progress, f"loading the sentence model ({self.name})")
-        chunk = 256
+        chunk = 128  # small enough that queries can slip in between chunks
         parts = []
         for start in range(0, len(texts), chunk):
             parts.append(self._encode(texts[start : start + chunk], query=False))

@@ -88,8 +88,10 @@ def test_interview_title_intro_and_bios(turns):
     intro = [t for t in turns if t.kind == "intro"]
     assert len(intro) == 1 and intro[0].text.startswith("在刚刚闭幕的智博会上")
     assert intro[0].text.endswith("朱旭森。")  # column labels after it are not glued on
-    bios = {t.speaker for t in turns if t.kind == "bio"}
-    assert bios == set(EXPERTS)
+    bios = {t.speaker: t.text for t in turns if t.kind == "bio"}
+    assert set(bios) == {*EXPERTS, "王正攀", "孙金华"}
+    assert bios["朱旭森"] == "重庆社会科学院城市与区域经济研究所副所长、研究员"
+    assert bios["孙金华"] == "（作者单位：市委办公厅秘书二处）"  # the author note is their bio
 
 
 def test_wrapped_lines_are_joined_without_stray_spaces(turns):
