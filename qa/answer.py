@@ -38,10 +38,6 @@ def best_sentence(hit: Hit, question: str) -> tuple[int, int]:
     text = hit.turn.text
     sentences = split_sentences(text) or [(0, len(text))]
     q = _grams(question)
-    windows = []
-    for pid, score in hit.passage_scores.items():
-        ptext = hit.passage.text if pid == hit.passage.id else None
-        windows.append((pid, score, ptext))
     best_window = text.find(hit.passage.text)
     top = max(hit.passage_scores.values(), default=1.0) or 1.0
     scored = []
@@ -146,6 +142,8 @@ def suggestions(retrieval: Retrieval, limit: int = 3) -> tuple[str, ...]:
     out: list[str] = []
     for h in retrieval.hits:
         t = h.turn
+        if t.kind in ("bio", "intro"):
+            continue  # a bio is not a topic
         topic = t.asked or SECTION_SEP.join(p for p in (t.article, *t.section) if p)
         if topic and topic not in out:
             out.append(topic)

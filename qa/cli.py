@@ -177,7 +177,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
             print(f"error: {exc}")
             continue
         if fu.question != q or fu.speaker:
-            print(f"（理解为：{fu.question}" + (f"，专家：{fu.speaker}" if fu.speaker else "") + "）")
+            who = f"，专家：{fu.speaker}" if fu.speaker else ""
+            print(f"（理解为：{fu.question}{who}）")
         _print_answer(ans)
         history.append((q, ans))
     return 0
@@ -185,7 +186,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    handler = {"prepare-model": cmd_prepare_model, "index": cmd_index, "ask": cmd_ask, "chat": cmd_chat}[args.command]
+    handler = {
+        "prepare-model": cmd_prepare_model, "index": cmd_index, "ask": cmd_ask, "chat": cmd_chat
+    }[args.command]
     try:
         return handler(args)
     except QAError as exc:

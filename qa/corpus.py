@@ -294,7 +294,6 @@ class _Newspaper:
         leftovers: list[int] = []  # line numbers no structure claimed
         notes: dict[int, str] = {}  # article key -> author note
         section: tuple[str, ...] = ()
-        article = 0  # the interview (or whatever comes first) is article 0
         n_articles = 1
         current: _Draft | None = None
         i = 0
@@ -303,7 +302,7 @@ class _Newspaper:
             if i in heading_blocks:
                 end = heading_blocks[i]
                 section = tuple(ln.text for ln in lines[i:end])
-                article, current = 0, None
+                current = None
                 i = end
                 continue
             if i in turn_at:
@@ -315,7 +314,6 @@ class _Newspaper:
                 if m["title"]:
                     current.inline_title = m["title"].strip()
                 drafts.append(current)
-                article = 0
                 i += 1
                 continue
             if i in bylines:
@@ -542,7 +540,7 @@ def _subheadings(paragraphs: list[_Span]) -> dict[int, str]:
     leads: dict[int, str] = {}
     for p in paragraphs:
         text = p.text.strip()
-        m = re.match(r"^(.{4,%d}?[。！？])" % LEAD_MAX, text)
+        m = re.match(rf"^(.{{4,{LEAD_MAX}}}?[。！？])", text)
         if m and len(text) >= 3 * len(m[1]):
             leads[id(p)] = m[1]
     groups: dict[int, list[int]] = {}

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import time
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from . import store as store_mod
 from .answer import compose
@@ -25,6 +25,13 @@ from .types import SECTION_SEP, Answer
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 MAX_QUESTION_CHARS = 2000
 MAX_K = 20
+# How passages are made; any change here makes existing indexes stale (see store.stale_reason).
+PASSAGE_SETTINGS = {
+    "chunk_max_chars": ChunkConfig().max_chars,
+    "overlap_sentences": ChunkConfig().overlap_sentences,
+    "embedded_text": "speaker+passage/v1",
+    "question_passages": True,
+}
 
 Progress = Callable[[str], None]
 
@@ -50,7 +57,7 @@ def clean_question(text: object) -> str:
     )
     kept = " ".join(kept.split())
     if not kept:
-        raise BadQuestion("the question is empty: type a question, e.g. 卢阳春怎么看社会治理智能化？")
+        raise BadQuestion("the question is empty: type a question, e.g. 卢阳春怎么看老年人？")
     if len(kept) > MAX_QUESTION_CHARS:
         raise BadQuestion(
             f"question too long ({len(kept)} characters): at most {MAX_QUESTION_CHARS} characters"
@@ -84,6 +91,7 @@ def build(
         corpus_hashes=corpus_fingerprint(files),
         progress=progress,
         keyword_texts=[f"{context_line(turn_by_id[p.turn_id])} {p.text}" for p in passages],
+        settings=PASSAGE_SETTINGS,
     )
     progress(f"index built in {time.perf_counter() - t0:.1f} s at {index}")
     return store_mod.load_index(index)
@@ -117,7 +125,7 @@ class Engine:
         index_dir = Path(index) if index else default_index()
         setting = model_setting(model)
         hashes = corpus_fingerprint(read_corpus(corpus_dir))
-        reason = store_mod.stale_reason(index_dir, hashes, setting)
+        reason = store_mod.stale_reason(index_dir, hashes, setting, PASSAGE_SETTINGS)
         embedder = load_embedder(setting, progress=progress)
         if reason is None:
             try:

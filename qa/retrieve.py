@@ -19,6 +19,14 @@ from .types import Passage, Turn
 
 MODES = ("hybrid", "dense", "keyword")
 
+# Answer types (the classic check of IR-based QA): a question asking "how much money" or
+# "how many" is answered only by a passage that states such a figure. This catches
+# near-topic questions (智博会门票多少钱？) that a small embedding model scores high.
+_NUM = r"[0-9０-９.．]+|[一二两三四五六七八九十百千万亿]+"
+_ASKS_MONEY = re.compile(r"多少钱|价格|票价|费用|花费|\bhow much\b|\bprice\b|\bcost\b", re.I)
+_ASKS_COUNT = re.compile(r"多少|(?<!哪)几[个条位家种项次年户人座万]|\bhow many\b", re.I)
+_HAS_MONEY = re.compile(rf"(?:{_NUM})\s*(?:多)?\s*(?:元|美元|块钱|万元|亿元)")
+
 
 @dataclass(frozen=True)
 class RetrieveConfig:
@@ -179,6 +187,7 @@ class Retriever:
         best_dense = max((s for _, s in dense), default=0.0)
         cover = self._keyword_cover(q_tokens, hits)
         supported = self._supported(mode, question, best_dense, cover, bool(hits))
+        supported = supported and self.answer_type_met(question, hits)
         return Retrieval(
             question=question,
             hits=tuple(hits),
@@ -207,6 +216,16 @@ class Retriever:
         if mode == "keyword":
             return cover >= 0.5
         return best_dense >= self.min_dense(question)
+
+    @staticmethod
+    def answer_type_met(question: str, hits: list[Hit]) -> bool:
+        """A money or count question needs a figure of that kind in a top passage."""
+        texts = [h.turn.text for h in hits[:3]]
+        if _ASKS_MONEY.search(question):
+            return any(_HAS_MONEY.search(t) for t in texts)
+        if _ASKS_COUNT.search(question):
+            return any(re.search(_NUM, t) for t in texts)
+        return True
 
     def min_dense(self, question: str) -> float:
         cfg = self.config

@@ -322,12 +322,15 @@ def build_index(
     corpus_hashes: dict[str, str],
     progress: Progress = print,
     keyword_texts: Sequence[str] | None = None,
+    settings: dict | None = None,
 ) -> None:
     """Write a complete index folder, replacing any previous one atomically.
 
     ``keyword_texts`` (one per passage) is what BM25 indexes when it should see more than
     the passage text, e.g. the speaker and section line; by default the passage text.
-    A failure at any point leaves the previous index untouched.
+    ``settings`` records how passages were made (chunking, embedded text): an index
+    built with other settings is stale. A failure at any point leaves the previous
+    index untouched.
     """
     t0 = time.perf_counter()
     index_dir = Path(index_dir)
@@ -389,6 +392,7 @@ def build_index(
             "format_version": FORMAT_VERSION,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "model": model_name,
+            "settings": settings or {},
             "dimension": int(vectors.shape[1]),
             "corpus": dict(sorted(corpus_hashes.items())),
             "counts": {"turns": len(turns), "passages": n, "vocabulary": len(vocabulary)},
@@ -433,7 +437,9 @@ def _name_some(names: list[str], limit: int = 3) -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-def stale_reason(index_dir: Path, corpus_hashes: dict[str, str], model_name: str) -> str | None:
+def stale_reason(
+    index_dir: Path, corpus_hashes: dict[str, str], model_name: str, settings: dict | None = None
+) -> str | None:
     """Why the index must be rebuilt before use, as a sentence; None when it is usable.
 
     Cheap (reads the manifest and file sizes only): callers ask on every start-up.
@@ -452,6 +458,8 @@ def stale_reason(index_dir: Path, corpus_hashes: dict[str, str], model_name: str
         )
     if manifest.get("model") != model_name:
         return f"the index was built with model {manifest.get('model')}, not {model_name}"
+    if settings is not None and manifest.get("settings") != settings:
+        return "the index was built with other passage settings (chunking or embedded text)"
     built = manifest.get("corpus") or {}
     added = sorted(set(corpus_hashes) - set(built))
     removed = sorted(set(built) - set(corpus_hashes))
