@@ -119,7 +119,10 @@ def test_chunks_never_cross_a_turn_and_respect_the_size():
     passages = chunk_turns(turns, cfg)
     by_id = {t.id: t for t in turns}
     for p in passages:
-        assert p.text in by_id[p.turn_id].text
+        turn = by_id[p.turn_id]
+        if p.text == turn.asked:
+            continue  # the question an answer answers rides with it as its own passage
+        assert p.text in turn.text
         sentences = split_sentences(p.text)
         assert len(p.text) <= cfg.max_chars or len(sentences) == 1
     # consecutive windows of one long turn overlap by a sentence
