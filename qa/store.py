@@ -31,6 +31,7 @@ import uuid
 import zipfile
 from array import array
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -193,22 +194,26 @@ def _normalised(vectors: np.ndarray) -> np.ndarray:
     return vectors
 
 
-def _build_dense(vectors: np.ndarray, progress: Progress) -> tuple[faiss.Index, dict]:
-    """Exact search while it is fast enough; an HNSW graph (≥ 0.95 recall@10) beyond that."""
+def _build_dense(vectors: np.ndarray, path: Path) -> dict:
+    """Write exact search while it is fast enough, an HNSW graph (≥ 0.95 recall@10) beyond
+    that; returns what the manifest records about it.
+
+    Runs on a worker thread beside the tokenizer (faiss releases the GIL), so it reports
+    no progress of its own.
+    """
     n, dim = vectors.shape
     faiss.omp_set_num_threads(BUILD_THREADS)
     if n <= EXACT_SEARCH_LIMIT:
         index = faiss.IndexFlatIP(dim)
         index.add(vectors)
-        return index, {"type": "IndexFlatIP", "metric": "inner_product", "exact": True}
+        faiss.write_index(index, str(path))
+        return {"type": "IndexFlatIP", "metric": "inner_product", "exact": True}
 
     index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
     index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-    step = 10_000
-    for start in range(0, n, step):
-        index.add(vectors[start : start + step])
-        _say(progress, f"index: linked {min(n, start + step):,}/{n:,} vectors into the graph")
-    info = {
+    index.add(vectors)
+    faiss.write_index(index, str(path))
+    return {
         "type": "IndexHNSWFlat",
         "metric": "inner_product",
         "exact": False,
@@ -216,7 +221,6 @@ def _build_dense(vectors: np.ndarray, progress: Progress) -> tuple[faiss.Index, 
         "ef_construction": HNSW_EF_CONSTRUCTION,
         "ef_search": HNSW_EF_SEARCH,
     }
-    return index, info
 
 
 def _build_bm25(texts: Sequence[str], progress: Progress) -> tuple[sparse.csc_matrix, list[str]]:
@@ -361,13 +365,19 @@ def build_index(
     )
     try:
         vectors = _normalised(vectors)
-        _say(progress, f"index: dense search over {n:,} vectors of {vectors.shape[1]} dimensions")
-        dense, dense_info = _build_dense(vectors, progress)
-        faiss.write_index(dense, str(work / VECTORS))
-        del dense
-
-        _say(progress, f"index: keyword search (BM25) over {n:,} passages…")
-        weights, vocabulary = _build_bm25(keyword_texts, progress)
+        kind = "exact" if n <= EXACT_SEARCH_LIMIT else "HNSW graph"
+        _say(
+            progress,
+            f"index: dense search ({kind}) over {n:,} vectors of {vectors.shape[1]} dimensions, "
+            "keyword search (BM25) alongside…",
+        )
+        # the graph and the tokenizer each keep a core busy: build them side by side
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="qa-dense-index") as pool:
+            dense_job = pool.submit(_build_dense, vectors, work / VECTORS)
+            weights, vocabulary = _build_bm25(keyword_texts, progress)
+            if not dense_job.done():
+                _say(progress, "index: keyword search done; waiting for the dense index…")
+            dense_info = dense_job.result()
         np.savez(
             work / BM25,
             data=weights.data,

@@ -78,3 +78,11 @@ def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
             proc.wait(15)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="session")
+def engine():
+    """The real engine on the real corpus and model (builds index/ if missing or stale)."""
+    from qa.engine import Engine
+
+    return Engine.open(progress=lambda _msg: None)
