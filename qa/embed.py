@@ -805,6 +805,7 @@ def load_embedder(model: str | None = None, progress: Progress = print) -> Embed
         folder = prepare_default_model(progress=progress)
         engine = _trusted_engine(folder)
         if engine is not None:
+            engine.query("warm up")  # fault in the mapped weights now, not on the first question
             return Embedder(setting, str(folder), int(engine.dim), engine=engine)
         _say(progress, f"loading the sentence model ({setting})")
         st = _load_sentence_transformer(str(folder))

@@ -109,6 +109,24 @@ class Retriever:
                 found.append(name)
         return found
 
+    def with_chinese_names(self, question: str) -> str:
+        """'What did Cai Zhibing say…' → 'What did 蔡之兵 say…': the passages spell the name
+        in characters, and the sentence model matches characters to characters far better."""
+        for form, name in sorted(self.pinyin.items(), key=lambda kv: -len(kv[0])):
+            pattern = r"\b" + r"[\s-]*".join(re.escape(p) for p in form.split()) + r"\b"
+            question = re.sub(pattern, name, question, flags=re.I)
+        return question
+
+    @staticmethod
+    def _without_names(text: str, named: list[str]) -> str:
+        """The question's topic: once the search is narrowed to the speakers it names, the
+        names carry no more information."""
+        stripped = text
+        for name in named:
+            stripped = stripped.replace(name, " ")
+        stripped = " ".join(stripped.split())
+        return stripped if len(re.sub(r"\W", "", stripped)) >= 2 else text
+
     def _mask(self, speakers: list[str], section: str | None) -> np.ndarray | None:
         mask = None
         if speakers:
@@ -144,13 +162,19 @@ class Retriever:
             mask = self._mask([], section) if named and not speaker else mask
 
         dense: list[tuple[int, float]] = []
+        topic: list[tuple[int, float]] = []  # dense, with the named speakers left out
         keyword: list[tuple[int, float]] = []
         t0 = time.perf_counter()
         if mode in ("hybrid", "dense"):
-            qvec = self.embedder.embed_query(question)
+            full = self.with_chinese_names(question)
+            qvec = self.embedder.embed_query(full)
+            without_names = self._without_names(full, named)
+            tvec = self.embedder.embed_query(without_names) if without_names != full else None
             timings["embed"] = (time.perf_counter() - t0) * 1000
             t1 = time.perf_counter()
             dense = self.store.dense_search(qvec, cfg.candidates, mask)
+            if tvec is not None:
+                topic = self.store.dense_search(tvec, cfg.candidates, mask)
             timings["dense"] = (time.perf_counter() - t1) * 1000
         t2 = time.perf_counter()
         q_tokens = set(tokenize(question))
@@ -159,7 +183,12 @@ class Retriever:
         timings["keyword"] = (time.perf_counter() - t2) * 1000
 
         fused: dict[int, float] = {}
-        for weight, ranked in ((cfg.dense_weight, dense), (cfg.keyword_weight, keyword)):
+        # with a speaker named, the whole question and its topic alone each cast half the
+        # dense vote: the name alone would favour passages that hold little but the name
+        views = [(cfg.dense_weight / 2, dense), (cfg.dense_weight / 2, topic)] if topic else [
+            (cfg.dense_weight, dense)
+        ]
+        for weight, ranked in [*views, (cfg.keyword_weight, keyword)]:
             for rank, (row, _) in enumerate(ranked):
                 fused[row] = fused.get(row, 0.0) + weight / (cfg.rrf_k + rank + 1)
         dense_of = dict(dense)
