@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test model index eval bench lint clean
+.PHONY: run test model index eval bench load lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ eval: model
 
 bench: model
 	$(PY) eval/bench.py
+
+load: model  ## 50 clients for 60 s against a server it starts on loopback
+	$(PY) eval/load_test.py --spawn
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check qa eval tests app.py

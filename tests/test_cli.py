@@ -62,7 +62,7 @@ def test_batch_keeps_order_and_reads_jsonl(engine, tmp_path):
         (["ask", ""], "empty"),
         (["ask", "   "], "empty"),
         (["ask", "问" * 10_000], "too long"),
-        (["ask", "\x00\x01\x02"], "empty"),
+        (["ask", "\x01\x02\x1b"], "empty"),
         (["ask", "智慧城市", "--corpus", "/nonexistent/corpus"], "not found"),
     ],
 )
