@@ -23,6 +23,7 @@ import orjson  # noqa: E402
 from fastapi import FastAPI, Request  # noqa: E402
 from fastapi.exceptions import RequestValidationError  # noqa: E402
 from fastapi.middleware.cors import CORSMiddleware  # noqa: E402
+from fastapi.openapi.utils import get_openapi  # noqa: E402
 from fastapi.responses import HTMLResponse, JSONResponse, Response  # noqa: E402
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr  # noqa: E402
 from starlette.exceptions import HTTPException as StarletteHTTPException  # noqa: E402
@@ -30,7 +31,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send  # noqa: E402
 
 from .engine import MAX_K, MAX_QUESTION_CHARS, Engine  # noqa: E402
 from .errors import BadQuestion, QAError  # noqa: E402
-from .ui import CSS, FeedbackLog, build_ui, default_feedback_path, theme  # noqa: E402
+from .ui import (  # noqa: E402
+    CSS,
+    FeedbackLog,
+    build_ui,
+    corpus_guide,
+    default_feedback_path,
+    theme,
+)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 EMBED_PATH = "/embed"
@@ -60,12 +68,13 @@ class AskRequest(BaseModel):
 
     question: StrictStr = Field(
         description=f"The question, Chinese or English (at most {MAX_QUESTION_CHARS} characters).",
-        examples=["卢阳春认为老年人使用政务平台有什么困难？"],
     )
     k: Annotated[StrictInt, Field(ge=1, le=MAX_K)] = Field(
         5, description=f"How many citations, 1 to {MAX_K}."
     )
-    speaker: StrictStr | None = Field(None, description="Only this speaker, e.g. 卢阳春.")
+    speaker: StrictStr | None = Field(
+        None, description="Only this speaker: one of the names /api/health lists."
+    )
     section: StrictStr | None = Field(
         None, description="Only sections whose 'article › section' path contains this."
     )
@@ -153,8 +162,8 @@ def create_app(
         title="智慧名城 QA API",
         version="1.0",
         description=(
-            "Ask what the experts said in the 智慧名城 interviews; every answer is the "
-            "experts' own words with who said it and where. Same JSON as `qa ask --json`."
+            "Ask what the experts said in the interviews; every answer is the experts' "
+            "own words with who said it and where. Same JSON as `qa ask --json`."
         ),
         docs_url=None,
         redoc_url=None,
@@ -236,10 +245,31 @@ def create_app(
         # without this, unknown /api paths would fall through to the chat page's 404
         return _error(404, f"no endpoint /api/{rest}: use POST /api/ask or GET /api/health")
 
+    guide = corpus_guide(engine)
+    example = guide.examples_zh[0] if guide.examples_zh else None
+
+    def openapi() -> dict:
+        """FastAPI's schema, its example question taken from this index."""
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            ask_body = schema.get("components", {}).get("schemas", {}).get("AskRequest", {})
+            question = ask_body.get("properties", {}).get("question")
+            if example and question is not None:
+                question["examples"] = [example]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
     @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:
         # FastAPI's Swagger page loads from a CDN; this one is drawn from the schema, offline.
-        return HTMLResponse(api_docs_html(app.openapi()))
+        return HTMLResponse(api_docs_html(app.openapi(), example))
 
     widget_source = (STATIC_DIR / "widget.js").read_text(encoding="utf-8")
 
@@ -266,7 +296,7 @@ def create_app(
         "ssr_mode": False,
         "mcp_server": False,
     }
-    compact = build_ui(engine, log, compact=True)
+    compact = build_ui(engine, log, compact=True, guide=guide)
     compact.queue(default_concurrency_limit=16)
     gr.mount_gradio_app(
         app,
@@ -275,7 +305,7 @@ def create_app(
         **mount_opts,
         head=COMPACT_HEAD,
     )
-    full = build_ui(engine, log, compact=False)
+    full = build_ui(engine, log, compact=False, guide=guide)
     full.queue(default_concurrency_limit=16)
     gr.mount_gradio_app(app, full, path="/", **mount_opts)
     return app
@@ -293,7 +323,7 @@ def jsonable_errors(exc: RequestValidationError) -> list[dict]:
     ]
 
 
-def api_docs_html(schema: dict) -> str:
+def api_docs_html(schema: dict, question: str | None = None) -> str:
     """A small, self-contained API page drawn from the OpenAPI schema (no CDN, no script)."""
     e = html.escape
     rows = []
@@ -312,9 +342,11 @@ def api_docs_html(schema: dict) -> str:
         ensure_ascii=False,
         indent=2,
     )
+    body_json = json.dumps({"question": question or "…", "k": 3}, ensure_ascii=False)
+    quoted = "'" + body_json.replace("'", "'\\''") + "'"  # for a POSIX shell
     example = (
         "curl -s http://127.0.0.1:7860/api/ask -H 'Content-Type: application/json' \\\n"
-        '  -d \'{"question": "卢阳春认为老年人使用政务平台有什么困难？", "k": 3}\''
+        f"  -d {quoted}"
     )
     info = schema.get("info", {})
     return (

@@ -124,6 +124,10 @@ def chat(browser, app_server) -> Iterator[tuple[Page, Watch]]:
 
 def test_1_ask_shows_cited_expert(chat, app_server) -> None:
     page, watch = chat
+    # the header and the examples come from the index: who was interviewed, what was asked
+    expect(page.locator("#qa-header")).to_contain_text("专访")
+    expect(page.locator("#qa-header")).to_contain_text("卢阳春")
+    expect(page.locator("#qa-examples")).to_contain_text("What did")
     reply = ask_in(page, Q_ELDERLY)
     cites = reply.locator("details.qa-cite")
     expect(cites.first).to_be_visible()

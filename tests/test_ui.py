@@ -30,7 +30,7 @@ CITE = {
     "speaker_title": "成都师范学院经济与管理学院副院长",
     "article": "如何用智博会成果倾力打造“智慧名城”？",
     "section": "因“智”而乐 › 让智能化为生活添彩",
-    "asked": "重庆日报：您认为该如何加快推进重庆市域社会治理智能化？",
+    "asked": "您认为该如何加快推进重庆市域社会治理智能化？",
     "text": "对于老年人使用不太方便，要加快开发语音交互功能。",
     "highlight": "要加快开发语音交互功能。",
     "full_text": "社会治理智能化……对于老年人使用不太方便，要加快开发语音交互功能。此外……",
@@ -74,7 +74,6 @@ def test_citation_card_names_who_where_and_question() -> None:
     assert card.startswith("<details") and "<summary>" in card
     assert "卢阳春" in card and "成都师范学院" in card
     assert "因“智”而乐 › 让智能化为生活添彩" in card
-    assert "重庆日报" not in card  # the paper's name is dropped from the question
     assert "您认为该如何加快推进重庆市域社会治理智能化？" in card
     assert "<mark>要加快开发语音交互功能。</mark>" in card
     assert "\n" not in card  # one line: Markdown never gets inside
@@ -296,19 +295,107 @@ def test_app_host_and_port_follow_gradio_env(monkeypatch) -> None:
     assert (args.host, args.port) == ("::1", 8123)
 
 
-def test_speaker_filter_lists_experts_not_the_paper() -> None:
-    """The paper (重庆日报) only asks questions: no point filtering by it."""
+def _turn(n: int, speaker, kind: str, text: str = "……", asked=None, section=(), article="访谈"):
+    from qa.types import Turn
+
+    return Turn(
+        f"a.txt#{n}", "a.txt", article, tuple(section), speaker, None, asked, kind, text, 0, 1
+    )
+
+
+def _engine(turns, speakers=None):
+    """An engine-shaped object over these turns: speakers in order of first turn."""
     from types import SimpleNamespace
 
+    names = speakers or list(dict.fromkeys(t.speaker for t in turns if t.speaker))
+    return SimpleNamespace(
+        speakers=[(n, None) for n in names],
+        store=SimpleNamespace(turns={t.id: t for t in turns}),
+    )
+
+
+INTERVIEW = [
+    _turn(0, "江城晚报", "intro", "本报记者专访了张明远、李慧。"),
+    _turn(1, "江城晚报", "question", "城市更新难在哪里？"),
+    _turn(2, "张明远", "answer", asked="城市更新难在哪里？", section=("数字赋能", "老城更新")),
+    _turn(3, "李慧", "answer", asked="城市更新难在哪里？", section=("数字赋能", "老城更新")),
+    _turn(4, "李慧", "answer", asked="您认为社区养老该怎么做？", section=("惠及民生",)),
+    _turn(
+        5,
+        "李慧",
+        "answer",
+        asked="数据共享是热点。政务数据应该如何开放共享？",
+        section=("惠及民生",),
+    ),
+    _turn(
+        6, "陈立", "commentary", section=("守住数据安全底线，提升治理水平",), article="陈立署名文章"
+    ),
+    _turn(7, "陈立", "bio", "某某大学教授"),
+]
+
+
+def test_guide_is_derived_from_the_index() -> None:
+    from qa.ui import corpus_guide
+
+    g = corpus_guide(_engine(INTERVIEW))
+    assert g.subtitle == "江城晚报专访张明远、李慧，以及陈立的评论。"
+    assert [n for n, _ in g.experts] == ["张明远", "李慧", "陈立"]  # not the paper
+    assert g.examples_zh == (
+        "李慧认为社区养老该怎么做？",  # 您认为… put to the one who answered it
+        "城市更新难在哪里？",
+        "政务数据应该如何开放共享？",  # the question itself, not its lead-in
+        "陈立怎么看守住数据安全底线？",  # a section title of theirs, cut at the comma
+    )
+    assert g.examples_en == (
+        "What did Zhang Mingyuan say?",
+        "What are the biggest challenges, according to the experts?",
+    )
+    assert g.followups == ("他还说了什么？", "那张明远呢？", "其他专家怎么看？")
+    assert "What about Li Hui?" in g.placeholder(english=True)
+    assert "例如：李慧认为社区养老该怎么做？" in g.placeholder()
+    assert "江城晚报专访张明远" in g.header_html()
+    assert corpus_guide(_engine(INTERVIEW)) == g  # deterministic
+
+
+def test_guide_without_an_interviewer_still_has_examples() -> None:
+    from qa.ui import corpus_guide
+
+    turns = [
+        _turn(1, "陈立", "commentary", section=("守住数据安全底线",)),
+        _turn(2, "赵敏", "commentary", article="持续增强人民群众的获得感"),
+        _turn(3, None, "paragraph", "正文。"),
+    ]
+    g = corpus_guide(_engine(turns))
+    assert g.subtitle == "陈立、赵敏的评论文章。"
+    assert g.examples_zh == ("陈立怎么看守住数据安全底线？", "赵敏怎么看持续增强人民群众的获得感？")
+    assert g.examples_en[0] == "What did Chen Li write?"
+    assert g.followups[1] == "那赵敏呢？"
+
+
+def test_guide_caps_a_long_list_of_names() -> None:
+    from qa.ui import MAX_NAMES, corpus_guide
+
+    names = ["甲一", "乙二", "丙三", "丁四", "戊五", "己六", "庚七"]
+    turns = [_turn(i, n, "answer", asked="怎么看？") for i, n in enumerate(names)]
+    turns += [_turn(10 + i, p, "question") for i, p in enumerate(["甲报", "乙报", "丙报"])]
+    g = corpus_guide(_engine(turns))
+    listed = "、".join(names[:MAX_NAMES])
+    assert g.subtitle == f"甲报、乙报等3家专访{listed}等7位专家。"
+    assert g.examples_zh  # even with no usable question or topic
+
+
+def test_speaker_filter_lists_experts_not_the_paper() -> None:
+    """The paper only asks questions and writes the intro: no point filtering by it."""
     from qa.ui import expert_speakers
 
-    engine = StubEngine()
-    engine.speakers = [("卢阳春", "教授"), ("重庆日报", None)]
-    engine.store = SimpleNamespace(
-        turns={
-            "a": SimpleNamespace(speaker="卢阳春", kind="answer"),
-            "q": SimpleNamespace(speaker="重庆日报", kind="question"),
-        }
-    )
-    assert expert_speakers(engine) == [("卢阳春", "教授")]
+    engine = _engine(INTERVIEW, speakers=["江城晚报", "张明远", "李慧", "陈立"])
+    assert [n for n, _ in expert_speakers(engine)] == ["张明远", "李慧", "陈立"]
     assert expert_speakers(StubEngine()) == StubEngine.speakers  # no store: all of them
+
+
+def test_bad_input_names_a_derived_example(tmp_path) -> None:
+    from qa.ui import make_handlers
+
+    h = make_handlers(_engine(INTERVIEW), FeedbackLog(tmp_path / "fb.jsonl"))
+    *_, status, _ = next(h["respond"]("", [], "", "", 3))
+    assert "例如：李慧认为社区养老该怎么做？" in status

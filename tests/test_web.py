@@ -173,8 +173,11 @@ def test_openapi_and_docs_served_offline(app_server) -> None:
     assert "/api/health" in schema["paths"]
     props = schema["components"]["schemas"]["AskRequest"]["properties"]
     assert {"question", "k", "speaker", "section"} <= set(props)
+    [example] = props["question"]["examples"]  # derived from the index, not typed in
+    assert ask(app_server, {"question": example, "k": 1}).json()["answerable"] is True
     docs = httpx.get(app_server.url + "/docs", timeout=30)
     assert docs.status_code == 200 and "/api/ask" in docs.text
+    assert example in docs.text  # the curl example asks it too
     assert "cdn" not in docs.text.lower() and "<script" not in docs.text.lower()
 
 
