@@ -13,6 +13,11 @@ instead of ~12 s). It is used only when the preparation step measured that its v
 agree with the torch model's (cosine ≥ 0.999 on every probe text), so rankings do not
 change. Passages, queries over 512 tokens and every other model go through
 sentence-transformers on torch. Env ``QA_QUERY_ENGINE=torch`` turns the C engine off.
+
+Both engines use one OpenMP thread per core (at most 4). That is fastest on an otherwise
+idle machine; where other processes keep a core busy, every one of the ~170 thread
+barriers in a forward pass can wait a scheduler time slice (seconds per query), so set
+``OMP_NUM_THREADS=1`` there (about 30 ms per query, steady under load).
 """
 
 from __future__ import annotations
