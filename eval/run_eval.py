@@ -66,9 +66,7 @@ def cold_start(embedder) -> None:
     The engine's embedder caches repeated queries; without this the configurations run after
     the first would report latencies without the (dominant) query-embedding cost.
     """
-    cache = getattr(embedder, "_query_cache", None)
-    if hasattr(cache, "clear"):
-        cache.clear()
+    embedder.clear_cache()
 
 
 def run_engine(engine, mode: str, label: str, items: list[GoldItem], k: int) -> list[Outcome]:

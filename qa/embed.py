@@ -776,6 +776,11 @@ class Embedder:
             _say(progress, f"embedded {min(start + chunk, len(texts))}/{len(texts)} passages")
         return np.ascontiguousarray(np.vstack(parts))
 
+    def clear_cache(self) -> None:
+        """Forget cached query vectors (benchmarks that must pay for every embedding)."""
+        with self._lock:
+            self._query_cache.clear()
+
     def embed_query(self, text: str) -> np.ndarray:
         """(d,) float32 unit vector; "query: " is added for e5 models. Repeats are cached."""
         with self._lock:
