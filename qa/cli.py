@@ -77,7 +77,6 @@ def cmd_prepare_model(args: argparse.Namespace) -> int:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from .corpus import corpus_fingerprint, read_corpus
     from .embed import load_embedder, model_setting
     from .engine import build, default_corpus, default_index
 
@@ -85,7 +84,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     index = args.index or default_index()
     embedder = load_embedder(model_setting(args.model), progress=_progress)
     built = build(corpus, index, embedder, progress=_progress)
-    files = len(corpus_fingerprint(read_corpus(corpus)))
+    files = len(built.manifest.get("corpus", {}))
     turns = {p.turn_id for p in built.passages}
     speakers = {built.turns[t].speaker for t in turns if built.turns[t].speaker}
     print(

@@ -333,9 +333,7 @@ class _Newspaper:
         interviewer = _find_interviewer_name(drafts)
         bios, titles_found, loose = self._leftovers(leftovers, speakers)
         drafts.extend(bios)
-        for d in loose:
-            d.speaker = d.speaker or None
-            drafts.append(d)
+        drafts.extend(loose)
         # intro paragraphs that name the interviewees belong to the interview
         for d in loose:
             if interviewer and any(s in d.span.text for s in speakers if s != interviewer):

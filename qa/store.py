@@ -154,22 +154,6 @@ def tokenizer_signature() -> str:
 
 
 # ---------------------------------------------------------------------------------------
-# corpus fingerprint
-
-
-def corpus_fingerprint(corpus_dir: Path) -> dict[str, str]:
-    """Relative path → sha256 of each text file, as the manifest records it.
-
-    Delegates to qa.corpus so the store and the parser agree on which files count and how
-    they are read (same hashes whichever module a caller asks).
-    """
-    from .corpus import corpus_fingerprint as fingerprint_files
-    from .corpus import read_corpus
-
-    return fingerprint_files(read_corpus(corpus_dir))
-
-
-# ---------------------------------------------------------------------------------------
 # building
 
 

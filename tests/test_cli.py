@@ -103,3 +103,16 @@ def test_index_counts_then_rebuilds_when_corpus_changes(tmp_path):
     top = json.loads(r.stdout)["citations"][0]
     assert top["speaker"] == "王建国" and top["speaker_title"] == "同济大学教授"
     assert top["source"] == "second.md" and top["asked"] == "老旧小区改造最难的是什么？"
+
+
+def test_a_corrupt_index_is_rebuilt_not_trusted(engine, tmp_path):
+    index = tmp_path / "index"
+    shutil.copytree(ROOT / "index", index)
+    passages = index / "passages.json"
+    data = bytearray(passages.read_bytes())
+    data[10:14] = b"XXXX"  # same size: only the checksum can tell
+    passages.write_bytes(bytes(data))
+    r = qa("ask", "朱旭森怎么看绿色发展？", "--json", "--index", str(index))
+    assert r.returncode == 0, r.stderr
+    assert "corrupt" in r.stderr and "passages.json" in r.stderr
+    assert json.loads(r.stdout)["citations"][0]["speaker"] == "朱旭森"

@@ -20,7 +20,6 @@ from qa import store
 from qa.errors import IndexProblem
 from qa.store import (
     build_index,
-    corpus_fingerprint,
     load_index,
     stale_reason,
     tokenize,
@@ -320,15 +319,17 @@ def test_model_change_is_named(built):
 
 
 def test_corpus_fingerprint_hashes_each_text_file(tmp_path):
+    from qa.corpus import corpus_fingerprint, read_corpus
+
     corpus = tmp_path / "corpus"
     (corpus / "sub").mkdir(parents=True)
     (corpus / "a.txt").write_text("蔡之兵：智慧名城。", "utf-8")
     (corpus / "sub" / "b.txt").write_text("朱旭森：数字经济。", "utf-8")
-    first = corpus_fingerprint(corpus)
+    first = corpus_fingerprint(read_corpus(corpus))
     assert set(first) == {"a.txt", "sub/b.txt"}
     assert all(len(h) == 64 for h in first.values())
     (corpus / "a.txt").write_text("蔡之兵：智慧名城！", "utf-8")
-    second = corpus_fingerprint(corpus)
+    second = corpus_fingerprint(read_corpus(corpus))
     assert second["a.txt"] != first["a.txt"] and second["sub/b.txt"] == first["sub/b.txt"]
 
 
