@@ -38,16 +38,13 @@ def best_sentence(hit: Hit, question: str) -> tuple[int, int]:
     text = hit.turn.text
     sentences = split_sentences(text) or [(0, len(text))]
     q = _grams(question)
-    best_window = text.find(hit.passage.text)
-    top = max(hit.passage_scores.values(), default=1.0) or 1.0
+    window = text.find(hit.passage.text)  # -1 for the question passage of an answer
+    window_end = window + len(hit.passage.text)
     scored = []
     for a, b in sentences:
-        s = text[a:b]
-        overlap = len(q & _grams(s)) / (len(q) or 1)
-        in_best = 1.0 if best_window >= 0 and best_window <= a < best_window + len(
-            hit.passage.text
-        ) else 0.0
-        scored.append((overlap + 0.3 * in_best * (hit.score / top), -a, a, b))
+        overlap = len(q & _grams(text[a:b])) / (len(q) or 1)
+        in_window = 0 <= window <= a < window_end
+        scored.append((overlap + (0.3 if in_window else 0.0), -a, a, b))
     _, _, a, b = max(scored)
     # a very short sentence ("二要…。") reads better with the one after it
     if b - a < 24:
