@@ -81,7 +81,8 @@ def build(
     turn_by_id = {t.id: t for t in turns}
     texts = [embedding_text(turn_by_id[p.turn_id], p) for p in passages]
     vectors = embedder.embed_passages(texts, progress=progress)
-    indexed_turns = [t for t in turns if any(p.turn_id == t.id for p in passages)]
+    with_passages = {p.turn_id for p in passages}
+    indexed_turns = [t for t in turns if t.id in with_passages]
     store_mod.build_index(
         index,
         indexed_turns,

@@ -125,6 +125,7 @@ class Retriever:
             {t.speaker for t in self.turn_of if t.speaker}, key=len, reverse=True
         )
         self.pinyin = _pinyin_names(self.speaker_names)
+        self._paths = [" › ".join((t.article, *t.section)) for t in self.turn_of]
         self._speaker_rows = {
             s: np.array([t.speaker == s for t in self.turn_of]) for s in self.speaker_names
         }
@@ -166,9 +167,7 @@ class Retriever:
             for s in speakers:
                 mask |= self._speaker_rows.get(s, False)
         if section:
-            sec = np.array(
-                [section in " › ".join((t.article, *t.section)) for t in self.turn_of]
-            )
+            sec = np.array([section in path for path in self._paths])
             mask = sec if mask is None else mask & sec
         return mask
 
