@@ -188,7 +188,8 @@ def _find_interviewer(drafts: list[_Draft]) -> str | None:
     return max(best)[2] if best else None
 
 
-def _mark_questions(drafts: list[_Draft]) -> None:
+def _mark_questions(drafts: list[_Draft]) -> str | None:
+    """Split turns into the interviewer's questions and answers; returns the interviewer."""
     interviewer = _find_interviewer(drafts)
     asked: str | None = None
     for d in drafts:
@@ -200,6 +201,7 @@ def _mark_questions(drafts: list[_Draft]) -> None:
         else:
             d.kind = "answer"
             d.asked = asked
+    return interviewer
 
 
 def _bigrams(text: str) -> set[str]:
@@ -329,8 +331,7 @@ class _Newspaper:
                     leftovers.append(i)
             i += 1
 
-        _mark_questions(drafts)
-        interviewer = _find_interviewer_name(drafts)
+        interviewer = _mark_questions(drafts)
         bios, titles_found, loose = self._leftovers(leftovers, speakers)
         drafts.extend(bios)
         drafts.extend(loose)
@@ -521,10 +522,6 @@ class _Newspaper:
                 else:
                     out[key] = Path(self.source).stem
         return out
-
-
-def _find_interviewer_name(drafts: list[_Draft]) -> str | None:
-    return next((d.speaker for d in drafts if d.kind == "question"), None)
 
 
 def _subheadings(paragraphs: list[_Span]) -> dict[int, str]:

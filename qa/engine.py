@@ -66,10 +66,17 @@ def clean_question(text: object) -> str:
 
 
 def build(
-    corpus: Path, index: Path, embedder: Embedder, progress: Progress = print
+    corpus: Path,
+    index: Path,
+    embedder: Embedder,
+    progress: Progress = print,
+    files: list[tuple[str, str]] | None = None,
 ) -> store_mod.IndexStore:
-    """Parse → chunk → embed → write the index atomically; returns the loaded index."""
-    files = read_corpus(corpus)
+    """Parse → chunk → embed → write the index atomically; returns the loaded index.
+
+    ``files`` is the corpus as already read (``read_corpus``), so it is not read twice.
+    """
+    files = read_corpus(corpus) if files is None else files
     t0 = time.perf_counter()
     turns = [t for source, text in files for t in parse_text(text, source)]
     passages = chunk_turns(turns, ChunkConfig())
@@ -125,7 +132,8 @@ class Engine:
         corpus_dir = Path(corpus) if corpus else default_corpus()
         index_dir = Path(index) if index else default_index()
         setting = model_setting(model)
-        hashes = corpus_fingerprint(read_corpus(corpus_dir))
+        files = read_corpus(corpus_dir)
+        hashes = corpus_fingerprint(files)
         reason = store_mod.stale_reason(index_dir, hashes, setting, PASSAGE_SETTINGS)
         embedder = load_embedder(setting, progress=progress)
         if reason is None:
@@ -140,7 +148,8 @@ class Engine:
             except IndexProblem as exc:
                 reason = str(exc)
         progress(f"building the index ({reason})")
-        return cls(build(corpus_dir, index_dir, embedder, progress), embedder, index_dir)
+        built = build(corpus_dir, index_dir, embedder, progress, files=files)
+        return cls(built, embedder, index_dir)
 
     def ask(
         self,
