@@ -588,6 +588,11 @@ class IndexStore:
         scores, rows = index.search(query, k, params=params)
         return [(int(r), float(s)) for r, s in zip(rows[0], scores[0], strict=True) if r >= 0]
 
+    def passages_with(self, term: str) -> int:
+        """How many passages contain a keyword term (its document frequency)."""
+        j = self._term_id.get(term)
+        return 0 if j is None else int(self._weights.indptr[j + 1] - self._weights.indptr[j])
+
     def keyword_search(
         self, query: str, k: int, allowed: np.ndarray | None = None
     ) -> list[tuple[int, float]]:

@@ -72,6 +72,48 @@ def test_abstains_when_the_corpus_has_no_answer(engine, question):
     assert "没有" in ans.answer or "do not answer" in ans.answer
 
 
+@pytest.mark.parametrize("question", ["后天重庆会下雪吗？", "重庆火锅哪家好吃？"])
+def test_a_close_cosine_is_not_enough_when_no_distinctive_word_is_found(engine, question):
+    """重庆 is on every page: the cosine clears the bar, but 下雪 or 火锅 is nowhere."""
+    found = engine.retriever.search(question)
+    assert found.best_dense >= engine.retriever.min_dense(question)
+    assert not engine.retriever.anchored(question, list(found.hits))
+    assert engine.ask(question).answerable is False
+
+
+def test_a_paraphrase_without_shared_words_is_still_answered(engine):
+    # 作用 and 起到 are in no top passage; the cosine alone is well over the bar
+    question = "智博会对重庆打造“智慧名城”起到了什么作用？"
+    found = engine.retriever.search(question)
+    assert not engine.retriever.anchored(question, list(found.hits))
+    assert engine.ask(question).answerable
+
+
+@pytest.mark.parametrize(
+    ("question", "answerable"),
+    [
+        ("重庆有多少家大数据智能化企业？", True),  # 3000多家
+        ("重庆改造了多少户农村危房？", True),  # 3.9万户
+        ("智博会有多少人参观？", False),  # the page has figures, none of people
+        ("How many people visited the Smart China Expo?", False),  # 一方面 is not a figure
+    ],
+)
+def test_a_count_question_needs_a_figure_with_its_unit(engine, question, answerable):
+    found = engine.retriever.search(question)
+    assert found.best_dense >= engine.retriever.min_dense(question)
+    assert engine.retriever.answer_type_met(question, list(found.hits)) is answerable
+    assert engine.ask(question).answerable is answerable
+
+
+def test_the_interviewers_question_counts_less_than_the_experts_words(engine):
+    """The same question passage sits under all three experts' answers; a paraphrase
+    should find the one answer that speaks to it (王正攀: 引入第三方机构)."""
+    ans = engine.ask("谁来评价智慧城市建设的成效？", k=5)
+    assert ans.citations[0].speaker == "王正攀"
+    assert "第三方机构" in ans.citations[0].text
+    assert engine.retriever.config.question_passage_weight < 1
+
+
 def test_one_citation_per_turn(engine):
     ans = engine.ask("社会治理智能化", k=10)
     ids = [c.turn_id for c in ans.citations]

@@ -408,6 +408,14 @@ def test_keyword_search_ignores_stop_words_and_unknown_words(built):
     assert loaded.keyword_search("", 5) == []
 
 
+def test_passages_with_counts_the_passages_holding_a_term(built):
+    index_dir, _ = built
+    loaded = load_index(index_dir)
+    assert loaded.passages_with("重庆") == sum("重庆" in text for _, text in TEXTS) == 3
+    assert loaded.passages_with("孪生") == 1  # a term as tokenize() makes it: 数字 + 孪生
+    assert loaded.passages_with("量子纠缠") == 0
+
+
 def test_keyword_search_respects_allowed_and_k(built):
     index_dir, _ = built
     loaded = load_index(index_dir)
