@@ -68,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
+    from qa import lexicon
+
+    _progress("loading the English–Chinese dictionary (CC-CEDICT) for English questions")
+    lexicon.dictionary()
+
     import uvicorn
 
     from qa.web import allowed_origins, create_app

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .embed import Embedder
-from .store import IndexStore, tokenize
+from .lexicon import chinese_words
+from .store import ENGLISH_STOP_WORDS, IndexStore, tokenize
 from .types import Passage, Turn
 
 MODES = ("hybrid", "dense", "keyword")
@@ -332,23 +333,43 @@ class Retriever:
         """Does a top turn contain one of the question's distinctive words?
 
         A small embedding model scores any question about 重庆 close to a page about
-        重庆, so for a Chinese question the dense score alone is not evidence: one of its
-        words that few passages use must appear in a top turn (its text, speaker, title
-        or section). A question with no such word (智慧城市是什么？) passes; English
-        questions pass, as the passages are in Chinese and share no words with them.
+        重庆, so the dense score alone is not evidence: one of the question's words that
+        few passages use must appear in a top turn (its text, speaker, title or section).
+        An English question's words are looked for through their Chinese senses
+        (qa.lexicon). A question with no such word (智慧城市是什么？) passes.
         """
-        if _cjk_share(question) < 0.5:
-            return True
         limit = self.config.distinctive_share * len(self.store)
-        distinctive = {t for t in tokenize(question) if self.store.passages_with(t) < limit}
+        distinctive = [
+            alternatives
+            for alternatives in self._question_words(question)
+            if all(self._passages_with(word) < limit for word in alternatives)
+        ]
         if not distinctive:
             return True
         for h in hits[:3]:
             t = h.turn
             text = " ".join((t.speaker or "", t.speaker_title or "", *t.section, t.text)).lower()
-            if any(word in text for word in distinctive):
+            if any(word in text for alternatives in distinctive for word in alternatives):
                 return True
         return False
+
+    def _question_words(self, question: str) -> list[tuple[str, ...]]:
+        """The question's content words, each as the Chinese words that would show it is
+        there: itself for a Chinese word; its dictionary senses for an English one (an
+        English word with no Chinese sense in the dictionary is left out)."""
+        if _cjk_share(question) >= 0.5:
+            return [(word,) for word in dict.fromkeys(tokenize(question))]
+        question = self.with_chinese_names(question)
+        named = [(name,) for name in self.speakers_in(question)]
+        senses = chinese_words(question, ENGLISH_STOP_WORDS)
+        return named + [heads for heads in senses.values()]
+
+    def _passages_with(self, word: str) -> int:
+        """How many passages hold a word; a dictionary word that the tokenizer splits
+        (可支配收入) is taken to be as common as its rarest part."""
+        return self.store.passages_with(word) or min(
+            (self.store.passages_with(t) for t in tokenize(word)), default=0
+        )
 
     def min_dense(self, question: str) -> float:
         cfg = self.config

