@@ -49,6 +49,7 @@ from qa.corpus import read_corpus  # noqa: E402
 from qa.engine import Engine, build  # noqa: E402
 
 K = 10
+TIE = 1e-5  # scores this close to the K-th best are ties (float32 sums differ in order)
 DIMENSION = 384  # multilingual-e5-small
 CLUSTERS = 300
 # each cluster spreads along its own 64-dimensional subspace, wide enough that clusters
@@ -201,18 +202,24 @@ def filter_masks(index: store.IndexStore) -> dict[str, np.ndarray]:
     return {"one_speaker": speakers, "half": files}
 
 
-def exact_top(vectors: np.ndarray, queries: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-    """Ground truth: exact top-K rows by inner product (numpy, independent of faiss)."""
+def exact_top(
+    vectors: np.ndarray, queries: np.ndarray, mask: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Ground truth: exact top-K rows by inner product (numpy, independent of faiss), and
+    each query's K-th best score (real passages repeated with small changes tie often)."""
     out = np.full((len(queries), K), -1, dtype=np.int64)  # -1 pads when fewer rows than K
+    kth = np.full(len(queries), -np.inf, dtype=np.float32)
     rows = np.flatnonzero(mask) if mask is not None else np.arange(len(vectors))
     k = min(K, len(rows))
     sub = vectors[rows]
     for i in range(0, len(queries), 64):
         scores = queries[i : i + 64] @ sub.T
         top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        order = np.take_along_axis(scores, top, axis=1).argsort(axis=1)[:, ::-1]
+        top_scores = np.take_along_axis(scores, top, axis=1)
+        order = top_scores.argsort(axis=1)[:, ::-1]
         out[i : i + 64, :k] = rows[np.take_along_axis(top, order, axis=1)]
-    return out
+        kth[i : i + 64] = top_scores.min(axis=1)
+    return out, kth
 
 
 # ---------------------------------------------------------------------------------------
@@ -239,8 +246,10 @@ def run_build(n: int, work: Path, queries: int, real_embed: bool, seed: int) -> 
     def progress(message: str) -> None:
         # build() reports parse, then embedding, then indexing: time each stage
         now = time.perf_counter()
-        stage = "read_parse_chunk" if message.startswith("parsed") else (
-            "embed" if "embedded" in message or "loading" in message else "index"
+        stage = (
+            "read_parse_chunk"
+            if message.startswith("parsed")
+            else ("embed" if "embedded" in message or "loading" in message else "index")
         )
         stages[stage] = stages.get(stage, 0.0) + now - last[0]
         last[0] = now
@@ -265,7 +274,10 @@ def run_build(n: int, work: Path, queries: int, real_embed: bool, seed: int) -> 
     for name, mask in filter_masks(index).items():
         truth[name] = exact_top(vectors, query_vectors, mask)
     np.savez(
-        work / "queries.npz", vectors=query_vectors, **{f"truth_{k}": v for k, v in truth.items()}
+        work / "queries.npz",
+        vectors=query_vectors,
+        **{f"truth_{k}": rows for k, (rows, _) in truth.items()},
+        **{f"kth_{k}": kth for k, (_, kth) in truth.items()},
     )
     (work / "questions.json").write_text(json.dumps(question_texts, ensure_ascii=False), "utf-8")
     manifest = index.manifest
@@ -306,9 +318,16 @@ def run_query(work: Path) -> dict:
             t = time.perf_counter()
             hits = index.dense_search(q, K, mask)
             seconds.append(time.perf_counter() - t)
-            found.append([row for row, _ in hits])
+            found.append(hits)
         truth = [set(t[t >= 0].tolist()) for t in data[f"truth_{name}"]]
-        recall = np.mean([len(set(f) & t) / len(t) for f, t in zip(found, truth, strict=True)])
+        # a row scoring as high as the exact K-th is as right as the row numpy listed
+        recall = np.mean(
+            [
+                sum(1 for row, score in f if row in t or score >= kth - TIE) / len(t)
+                for f, t, kth in zip(found, truth, data[f"kth_{name}"], strict=True)
+            ]
+        )
+        found = [[row for row, _ in f] for f in found]
         allowed_ok = mask is None or all(mask[r] for f in found for r in f)
         out[f"dense_{name}"] = {
             "p50_ms": percentile_ms(seconds, 50),
@@ -421,9 +440,7 @@ def main() -> None:
         "ask_p50_ms": largest["ask"]["p50_ms"],
         "query_peak_rss_mb": largest["query_peak_rss_mb"],
     }
-    goal["met"] = (
-        goal["ask_p50_ms"] <= GOAL_P50_MS and goal["query_peak_rss_mb"] <= GOAL_RSS_MB
-    )
+    goal["met"] = goal["ask_p50_ms"] <= GOAL_P50_MS and goal["query_peak_rss_mb"] <= GOAL_RSS_MB
     print(json.dumps({"results": results, "goal": goal}, ensure_ascii=False))
 
 
@@ -431,8 +448,10 @@ def report(r: dict) -> None:
     d = r["dense_index"]
     kind = d["type"] + ("" if d.get("exact") else f" M={d['M']} efSearch={d['ef_search']}")
     stages = ", ".join(f"{k} {v} s" for k, v in r["build_stages_s"].items())
-    print(f"  corpus           {r['files']:,} files, {r['corpus_mb']} MB, {r['passages']:,} "
-          f"passages, {r['vectors']} vectors")
+    print(
+        f"  corpus           {r['files']:,} files, {r['corpus_mb']} MB, {r['passages']:,} "
+        f"passages, {r['vectors']} vectors"
+    )
     print(f"  dense index      {kind}")
     print(
         f"  build            {r['build_s']} s ({r['build_passages_per_s']:,.0f} passages/s: "

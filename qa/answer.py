@@ -106,6 +106,11 @@ def _who(c: Citation) -> str:
     return c.speaker + (f"（{c.speaker_title}）" if c.speaker_title else "")
 
 
+def _english_list(words: tuple[str, ...]) -> str:
+    quoted = [f'"{w}"' for w in words]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
+
+
 def compose(retrieval: Retrieval, question: str | None = None) -> Answer:
     """The answer text quotes the top citations; unanswerable questions get topics."""
     question = question if question is not None else retrieval.question
@@ -115,12 +120,17 @@ def compose(retrieval: Retrieval, question: str | None = None) -> Answer:
     )
     if not retrieval.supported or not citations:
         topics = suggestions(retrieval)
+        unfound = retrieval.unfound
         if english:
             text = "The interviews do not answer this question."
+            if unfound:
+                text = text[:-1] + f" (they never mention {_english_list(unfound)})."
             if topics:
                 text += " Closest topics they cover: " + "; ".join(topics)
         else:
             text = "语料中没有能回答这个问题的内容。"
+            if unfound:
+                text = text[:-1] + "（访谈里没有提到" + "".join(f"“{w}”" for w in unfound) + "）。"
             if topics:
                 text += "相近的话题有：" + "；".join(topics)
         return Answer(question, False, text, (), topics, dict(retrieval.timings_ms))

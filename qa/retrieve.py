@@ -97,6 +97,9 @@ class Retrieval:
     best_dense: float
     keyword_cover: float
     timings_ms: dict
+    # when it abstained without them: the question's distinctive words that no passage
+    # uses (明天, 下雨), so the answer can say what the interviews never mention
+    unfound: tuple[str, ...] = ()
 
 
 def _pinyin_names(names: list[str]) -> dict[str, str]:
@@ -280,6 +283,7 @@ class Retriever:
         best_dense = max((s for _, s in dense), default=0.0)
         cover = self._keyword_cover(q_tokens, hits)
         supported = self._supported(mode, question, best_dense, cover, hits)
+        unfound = () if supported or mode == "keyword" else self.unfound_words(question, hits)
         return Retrieval(
             question=question,
             hits=tuple(hits),
@@ -288,6 +292,7 @@ class Retriever:
             best_dense=best_dense,
             keyword_cover=cover,
             timings_ms=timings,
+            unfound=unfound,
         )
 
     def _keyword_cover(self, q_tokens: set[str], hits: list[Hit]) -> float:
@@ -338,31 +343,46 @@ class Retriever:
         An English question's words are looked for through their Chinese senses
         (qa.lexicon). A question with no such word (智慧城市是什么？) passes.
         """
+        return not self.unfound_words(question, hits)
+
+    def unfound_words(self, question: str, hits: list[Hit]) -> tuple[str, ...]:
+        """The question's distinctive words when no top turn contains any of them; empty
+        when one is found (or the question has none)."""
         limit = self.config.distinctive_share * len(self.store)
-        distinctive = [
-            alternatives
-            for alternatives in self._question_words(question)
+        distinctive = {
+            label: alternatives
+            for label, alternatives in self._question_words(question)
             if all(self._passages_with(word) < limit for word in alternatives)
-        ]
-        if not distinctive:
-            return True
+        }
         for h in hits[:3]:
             t = h.turn
             text = " ".join((t.speaker or "", t.speaker_title or "", *t.section, t.text)).lower()
-            if any(word in text for alternatives in distinctive for word in alternatives):
-                return True
-        return False
+            if any(word in text for words in distinctive.values() for word in words):
+                return ()
+        return self._never_used(distinctive)
 
-    def _question_words(self, question: str) -> list[tuple[str, ...]]:
-        """The question's content words, each as the Chinese words that would show it is
+    def _never_used(self, words: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
+        """Of the question's words, those no passage uses at all — what the answer can say
+        the interviews never mention (明天, 下雨): a one-character word (做) only when no
+        longer one is missing, and 红烧肉 rather than also its parts 红烧, 烧肉."""
+        labels = [
+            w
+            for w, alternatives in words.items()
+            if not any(self._passages_with(a) for a in alternatives)
+        ]
+        longer = [w for w in labels if len(w) > 1]
+        labels = longer or labels
+        return tuple(w for w in labels if not any(w != o and w in o for o in labels))
+
+    def _question_words(self, question: str) -> list[tuple[str, tuple[str, ...]]]:
+        """The question's content words, each with the Chinese words that would show it is
         there: itself for a Chinese word; its dictionary senses for an English one (an
         English word with no Chinese sense in the dictionary is left out)."""
         if _cjk_share(question) >= 0.5:
-            return [(word,) for word in dict.fromkeys(tokenize(question))]
+            return [(word, (word,)) for word in dict.fromkeys(tokenize(question))]
         question = self.with_chinese_names(question)
-        named = [(name,) for name in self.speakers_in(question)]
-        senses = chinese_words(question, ENGLISH_STOP_WORDS)
-        return named + [heads for heads in senses.values()]
+        named = [(name, (name,)) for name in self.speakers_in(question)]
+        return named + list(chinese_words(question, ENGLISH_STOP_WORDS).items())
 
     def _passages_with(self, word: str) -> int:
         """How many passages hold a word; a dictionary word that the tokenizer splits

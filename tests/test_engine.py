@@ -100,6 +100,16 @@ def test_an_english_question_finds_its_words_in_the_chinese_answer(engine):
     assert ans.answerable and "红绿灯" in ans.citations[0].text
 
 
+def test_an_abstention_names_the_words_the_interviews_never_use(engine):
+    ans = engine.ask("后天重庆会下雪吗？")
+    assert "没有提到“后天”“下雪”" in ans.answer and "“重庆”" not in ans.answer
+    for word in engine.retriever.search("后天重庆会下雪吗？").unfound:
+        assert engine.store.passages_with(word) == 0  # "never mention" is literally true
+    ans = engine.ask("Who is the mayor of Chongqing?")
+    assert 'never mention "mayor"' in ans.answer
+    assert engine.retriever.search("智慧城市是什么？").unfound == ()
+
+
 def test_a_paraphrase_without_shared_words_is_still_answered(engine):
     # 作用 and 起到 are in no top passage; the cosine alone is well over the bar
     question = "智博会对重庆打造“智慧名城”起到了什么作用？"
