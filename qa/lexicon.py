@@ -41,7 +41,7 @@ _LOADING = threading.Lock()
 
 def dictionary() -> dict[str, tuple[str, ...]]:
     """English sense (≤ 3 words, lower case) → the simplified headwords that have it.
-    Loaded once (~1.5 s); the server loads it at start-up."""
+    Loaded once (~2 s); the server loads it at start-up."""
     with _LOADING:  # two first questions at once must not both load it
         return _load()
 
