@@ -282,8 +282,9 @@ class Retriever:
 
         best_dense = max((s for _, s in dense), default=0.0)
         cover = self._keyword_cover(q_tokens, hits)
-        supported = self._supported(mode, question, best_dense, cover, hits)
-        unfound = () if supported or mode == "keyword" else self.unfound_words(question, hits)
+        missing = {} if mode == "keyword" else self._missing_distinctive(question, hits)
+        supported = self._supported(mode, question, best_dense, cover, hits, not missing)
+        unfound = () if supported else self._never_used(missing)
         return Retrieval(
             question=question,
             hits=tuple(hits),
@@ -306,7 +307,13 @@ class Retriever:
         return best
 
     def _supported(
-        self, mode: str, question: str, best_dense: float, cover: float, hits: list[Hit]
+        self,
+        mode: str,
+        question: str,
+        best_dense: float,
+        cover: float,
+        hits: list[Hit],
+        anchored: bool,
     ) -> bool:
         """Is there real evidence? A keyword hit alone is not (Chatchat's "你好" problem);
         a dense score just over the bar is not either when none of the question's
@@ -318,7 +325,7 @@ class Retriever:
         bar = self.min_dense(question)
         if best_dense < bar:
             return False
-        return best_dense >= bar + self.config.clear_margin or self.anchored(question, hits)
+        return best_dense >= bar + self.config.clear_margin or anchored
 
     def _matched_texts(self, hits: list[Hit]) -> list[str]:
         """The passages that matched in the top three turns (not the whole answers)."""
@@ -343,11 +350,11 @@ class Retriever:
         An English question's words are looked for through their Chinese senses
         (qa.lexicon). A question with no such word (智慧城市是什么？) passes.
         """
-        return not self.unfound_words(question, hits)
+        return not self._missing_distinctive(question, hits)
 
-    def unfound_words(self, question: str, hits: list[Hit]) -> tuple[str, ...]:
+    def _missing_distinctive(self, question: str, hits: list[Hit]) -> dict[str, tuple[str, ...]]:
         """The question's distinctive words when no top turn contains any of them; empty
-        when one is found (or the question has none)."""
+        when one is found, or when the question has none."""
         limit = self.config.distinctive_share * len(self.store)
         distinctive = {
             label: alternatives
@@ -358,8 +365,8 @@ class Retriever:
             t = h.turn
             text = " ".join((t.speaker or "", t.speaker_title or "", *t.section, t.text)).lower()
             if any(word in text for words in distinctive.values() for word in words):
-                return ()
-        return self._never_used(distinctive)
+                return {}
+        return distinctive
 
     def _never_used(self, words: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
         """Of the question's words, those no passage uses at all — what the answer can say
