@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test model index eval bench load lint clean
+.PHONY: run test model index eval bench load lint clean fuzz profile
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ bench: model
 
 load: model  ## 50 clients for 60 s against a server it starts on loopback
 	$(PY) eval/load_test.py --spawn
+
+FUZZ_EXAMPLES ?= 20000
+fuzz: model  ## a long fuzz campaign of everything a user can send (QA_FUZZ_EXAMPLES inputs)
+	QA_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -s -p no:cacheprovider tests/test_fuzz_engine.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check qa eval tests app.py

