@@ -40,6 +40,9 @@ FUZZ_EXAMPLES ?= 20000
 fuzz: model  ## a long fuzz campaign of everything a user can send (QA_FUZZ_EXAMPLES inputs)
 	QA_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -s -p no:cacheprovider tests/test_fuzz_engine.py
 
+profile: model  ## cProfile of warm asks: where the time goes, top entries
+	$(PY) eval/bench.py --skip-prepare --rounds 1 --profile
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check qa eval tests app.py
 
