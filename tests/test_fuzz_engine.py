@@ -92,6 +92,9 @@ class Child:
 
     def ask(self, question: str) -> dict:
         TRIED["inputs"] += 1
+        if CAMPAIGN and TRIED["inputs"] % 250 == 0:  # a long campaign shows it is alive
+            print(f"fuzz: {TRIED['inputs']} inputs tried, {TRIED['crashes']} crashes",
+                  flush=True)
         try:
             self.proc.stdin.write(json.dumps(question) + "\n")
             self.proc.stdin.flush()
