@@ -258,7 +258,8 @@ def test_manifest_that_is_not_json(built):
     with pytest.raises(IndexProblem, match="not valid JSON") as exc:
         load_index(index_dir)
     one_line_with_fix(exc)
-    assert stale_reason(index_dir, HASHES, MODEL) == "the index is unusable: manifest.json is not valid JSON"
+    reason = stale_reason(index_dir, HASHES, MODEL)
+    assert reason == "the index is unusable: manifest.json is not valid JSON"
 
 
 def rewrite_manifest(index_dir: Path, change) -> None:
