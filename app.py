@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     url = f"http://{shown}:{args.port}"
+    engine.watch_corpus(progress=_progress)  # env QA_WATCH_SECONDS (default 5; 0: off)
     _progress(f"ready in {time.perf_counter() - t0:.1f} s")
     _progress(f"chat      {url}/")
     _progress(f"JSON API  {url}/api/ask   (docs {url}/docs)")

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .errors import BadQuestion, QAError
+from .settings import settings
 
 
 def _progress(msg: str) -> None:
@@ -79,10 +79,12 @@ def cmd_prepare_model(args: argparse.Namespace) -> int:
 
 def cmd_index(args: argparse.Namespace) -> int:
     from .embed import load_embedder, model_setting
-    from .engine import build, default_corpus, default_index
+    from .engine import build
+    from .store import check_buildable
 
-    corpus = args.corpus or default_corpus()
-    index = args.index or default_index()
+    corpus = args.corpus or settings().corpus
+    index = args.index or settings().index
+    check_buildable(index)  # a wrong --index fails now, not after loading the model
     embedder = load_embedder(model_setting(args.model), progress=_progress)
     built = build(corpus, index, embedder, progress=_progress)
     files = len(built.manifest.get("corpus", {}))
@@ -204,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a bug of ours: still one line, with the way to see more
-        if os.environ.get("QA_DEBUG"):
+        if settings().debug:
             raise
         print(f"error: unexpected {exc.__class__.__name__}: {exc} "
               "(set QA_DEBUG=1 to see the traceback, and please report it)", file=sys.stderr)
