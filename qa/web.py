@@ -316,20 +316,24 @@ def create_app(
     async def health() -> dict:
         return {**engine.health(), "sections": engine.sections}
 
-    @app.api_route("/api/ask", methods=["GET", "PUT", "PATCH", "DELETE"], include_in_schema=False)
-    async def ask_wrong_method() -> JSONResponse:
-        response = _error(405, 'use POST with a JSON body: {"question": "…"}')
-        response.headers["Allow"] = "POST"
-        return response
+    known = {"ask": "POST", "chat": "POST", "health": "GET"}
 
     @app.api_route(
         "/api/{rest:path}",
-        methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+        methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "QUERY"],
         include_in_schema=False,
     )
-    async def api_not_found(rest: str) -> JSONResponse:
+    async def api_other(rest: str) -> JSONResponse:
         # without this, unknown /api paths would fall through to the chat page's 404
-        return _error(404, f"no endpoint /api/{rest}: use POST /api/ask or GET /api/health")
+        allowed = known.get(rest.strip("/"))
+        if allowed:
+            how = 'with a JSON body: {"question": "…"}' if allowed == "POST" else ""
+            response = _error(405, f"use {allowed} /api/{rest.strip('/')} {how}".strip())
+            response.headers["Allow"] = allowed
+            return response
+        return _error(
+            404, "no such endpoint: use POST /api/ask, POST /api/chat or GET /api/health"
+        )
 
     guide = corpus_guide(engine)
     example = guide.examples_zh[0] if guide.examples_zh else None
