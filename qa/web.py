@@ -347,10 +347,15 @@ def create_app(
                 description=app.description,
                 routes=app.routes,
             )
-            ask_body = schema.get("components", {}).get("schemas", {}).get("AskRequest", {})
-            question = ask_body.get("properties", {}).get("question")
-            if example and question is not None:
-                question["examples"] = [example]
+            bodies = schema.get("components", {}).get("schemas", {})
+            for body in (bodies.get("AskRequest", {}), bodies.get("ChatRequest", {})):
+                props = body.get("properties", {})
+                if example and "question" in props:
+                    props["question"]["examples"] = [example]
+                # the speakers this index has: anything else is a 400
+                for option in props.get("speaker", {}).get("anyOf", []):
+                    if option.get("type") == "string":
+                        option["enum"] = ["", *names]
             app.openapi_schema = schema
         return app.openapi_schema
 
