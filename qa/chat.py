@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from .answer import answer_text
-from .followup import MORE, NEW, Context, FollowUp, resolve_followup
+from .followup import MORE, Context, FollowUp, resolve_followup
 from .types import Answer, Citation
 
 if TYPE_CHECKING:  # the engine loads a model: not needed to describe a turn
@@ -68,17 +68,14 @@ class ChatTurn:
             "exclude_speaker": self.followup.exclude_speaker,
             "exhausted": self.exhausted,
             "answer": self.answer.to_dict(),
-            "context": context_dict(self.context),
+            # what a stateless client sends back in ``history`` for the next turn
+            "context": {
+                "question": self.question,
+                "speaker": self.speaker,
+                "cited_speaker": self.context.cited_speaker,
+                "shown": list(self.shown),
+            },
         }
-
-
-def context_dict(c: Context) -> dict:
-    return {
-        "question": c.question,
-        "speaker": c.speaker,
-        "cited_speaker": c.cited_speaker,
-        "shown": list(c.shown),
-    }
 
 
 def next_turn(
@@ -127,5 +124,3 @@ def next_turn(
     shown = tuple(carried + [i for i in ids if i not in carried])
     return ChatTurn(asked, fu, spk, section, answer, shown, exhausted)
 
-
-__all__ = ["NEW", "ChatTurn", "Context", "citation_id", "next_turn", "quoted"]

@@ -197,9 +197,3 @@ def corpus_guide(engine: Engine) -> CorpusGuide:
         followups=tuple(followups),
         followups_en=tuple(followups_en),
     )
-
-
-def expert_speakers(engine: Engine) -> list[tuple[str, str | None]]:
-    """Speakers worth filtering by: those whose words are cited (answers, commentary),
-    not the interviewer."""
-    return list(corpus_guide(engine).experts)

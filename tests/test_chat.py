@@ -13,7 +13,6 @@ import subprocess
 import sys
 
 import httpx
-
 from conftest import ROOT
 
 FIRST, MORE, OTHERS = "卢阳春怎么看老年人？", "她还说了什么？", "其他专家怎么看？"

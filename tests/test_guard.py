@@ -12,8 +12,8 @@ import time
 
 import httpx
 import pytest
-
 from conftest import start_app
+
 from qa.guard import Limits
 
 UPLOADS = ("/gradio_api/upload", "/upload", "/embed/gradio_api/upload", "/gradio_api/upload/")

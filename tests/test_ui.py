@@ -449,11 +449,11 @@ def test_guide_caps_a_long_list_of_names() -> None:
 
 def test_speaker_filter_lists_experts_not_the_paper() -> None:
     """The paper only asks questions and writes the intro: no point filtering by it."""
-    from qa.guide import expert_speakers
+    from qa.guide import corpus_guide
 
     engine = _engine(INTERVIEW, speakers=["江城晚报", "张明远", "李慧", "陈立"])
-    assert [n for n, _ in expert_speakers(engine)] == ["张明远", "李慧", "陈立"]
-    assert expert_speakers(StubEngine()) == StubEngine.speakers  # no store: all of them
+    assert [n for n, _ in corpus_guide(engine).experts] == ["张明远", "李慧", "陈立"]
+    assert list(corpus_guide(StubEngine()).experts) == StubEngine.speakers  # no store: all
 
 
 def test_bad_input_names_a_derived_example(tmp_path) -> None:
