@@ -134,6 +134,14 @@ def compose(retrieval: Retrieval, question: str | None = None) -> Answer:
             if topics:
                 text += "相近的话题有：" + "；".join(topics)
         return Answer(question, False, text, (), topics, dict(retrieval.timings_ms))
+    text = answer_text(citations, question)
+    return Answer(question, True, text, citations, (), dict(retrieval.timings_ms))
+
+
+def answer_text(citations: tuple[Citation, ...], question: str) -> str:
+    """The plain-text answer: the top citations' supporting words, each with its [n] mark
+    (also used when a chat follow-up leaves some citations out and renumbers the rest)."""
+    english = _is_english(question)
     lines = []
     for c in citations[:QUOTED_IN_ANSWER]:
         where = SECTION_SEP.join(p for p in (c.article, c.section) if p)
@@ -141,7 +149,7 @@ def compose(retrieval: Retrieval, question: str | None = None) -> Answer:
             lines.append(f"{_who(c)} — {where}: “{c.highlight}” [{c.rank}]")
         else:
             lines.append(f"{_who(c)}在「{where}」中说：“{c.highlight}” [{c.rank}]")
-    return Answer(question, True, "\n".join(lines), citations, (), dict(retrieval.timings_ms))
+    return "\n".join(lines)
 
 
 def suggestions(retrieval: Retrieval, limit: int = 3) -> tuple[str, ...]:

@@ -166,11 +166,12 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from .followup import resolve_followup
+    """The terminal chat: the same turns as the web chat (``qa.chat.next_turn``)."""
+    from .chat import ChatTurn, next_turn
+    from .followup import NEW
 
     engine = _open(args)
-    names = [name for name, _ in engine.speakers]
-    history: list[tuple[str, dict]] = []
+    turns: list[ChatTurn] = []
     print("智慧名城 QA — 输入问题，空行退出 (empty line quits)")
     while True:
         try:
@@ -180,16 +181,18 @@ def cmd_chat(args: argparse.Namespace) -> int:
         if not q:
             break
         try:
-            fu = resolve_followup(history, q, names)
-            ans = engine.ask(fu.question, k=args.k, speaker=fu.speaker).to_dict()
+            turn = next_turn(engine, turns, q, k=args.k)
         except QAError as exc:
             print(f"error: {exc}")
             continue
-        if fu.question != q or fu.speaker:
-            who = f"，专家：{fu.speaker}" if fu.speaker else ""
-            print(f"（理解为：{fu.question}{who}）")
-        _print_answer(ans)
-        history.append((q, ans))
+        fu = turn.followup
+        if fu.reason != NEW or turn.speaker:
+            bits = [f"理解为：{turn.question}"]
+            bits += [f"专家：{turn.speaker}"] if turn.speaker else []
+            bits += [f"不含：{fu.exclude_speaker}"] if fu.exclude_speaker else []
+            print(f"（{'，'.join(bits)}）")
+        _print_answer(turn.answer.to_dict())
+        turns.append(turn)
     return 0
 
 
