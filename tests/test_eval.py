@@ -53,6 +53,8 @@ SECTIONS = [  # each section by any of its names (interview heading or its sub-h
     ("不断提高均衡均等水平",),
     ("不断厚植自信自强底气",),
 ]
+#: section names the corpus parser gives to parts without a printed heading
+PARSER_SECTIONS = {"简介", "导语"}  # bios and author notes; the page intro
 METRIC_KEYS = {
     "hit@1",
     "hit@3",
@@ -92,7 +94,7 @@ def test_every_phrase_and_section_is_verbatim_in_the_corpus(gold, page):
     for item in gold:
         for phrase in item.answer_contains:
             assert squash(phrase) in page, f"{item.id}: {phrase!r} is not in the corpus"
-        if item.section:
+        if item.section and item.section not in PARSER_SECTIONS:
             assert squash(item.section) in page, f"{item.id}: section {item.section!r}"
 
 
