@@ -80,6 +80,11 @@ class GoldItem:
     #: a several-expert question: every gold speaker is expected near the top
     expect_all_speakers: bool = False
 
+    @property
+    def language(self) -> str:
+        """The gold line's "lang", else zh/en by the question's script."""
+        return self.lang or ("zh" if has_cjk(self.question) else "en")
+
     def to_dict(self) -> dict:
         d: dict = {"id": self.id, "question": self.question}
         for key in ("kind", "lang", "split", "previous"):
@@ -156,7 +161,7 @@ def parse_gold_line(line: str, lineno: int = 0) -> GoldItem:
         unanswerable=unanswerable,
         line=lineno,
         kind=text["kind"],
-        lang=text["lang"] or ("zh" if has_cjk(question) else "en"),
+        lang=text["lang"],
         split=text["split"],
         previous=text["previous"],
         expect_all_speakers=every,
@@ -300,7 +305,7 @@ class Outcome:
             "id": self.item.id,
             "question": self.item.question,
             "kind": self.item.kind,
-            "lang": self.item.lang,
+            "lang": self.item.language,
             "split": self.item.split,
             "unanswerable": self.item.unanswerable,
             "answered": self.answered,
@@ -399,7 +404,7 @@ def summarize(outcomes: Sequence[Outcome], ks: Sequence[int] = KS) -> dict:
         [bool(o.highlight_ok) for o in answerable if o.highlight_ok is not None]
     )
     for lang in LANGS:
-        group = [o for o in answerable if o.item.lang == lang]
+        group = [o for o in answerable if o.item.language == lang]
         m[f"hit@1_{lang}"] = hit1(group)
         m[f"n_{lang}"] = len(group)
     can_abstain = any(o.answered is not None for o in outcomes)
