@@ -479,7 +479,15 @@ def test_run_eval_end_to_end(tmp_path, gold):
 #: Targets the system on this branch is known to miss (measured by `eval/run_eval.py
 #: --configs hybrid`, see /work/notes/readme-eval.md). Shrink this set as the system improves;
 #: when it is empty the strict xfail below turns into an ordinary test.
-KNOWN_MISSED: set[str] = set()
+KNOWN_MISSED = {  # 2026-12-04, branch eval before merging "quality"
+    "hit@1",  # 0.809
+    "hit@5",  # 0.838
+    "highlight@1",  # 0.733
+    "unanswerable_abstained",  # 0.333
+    "generated_abstained",  # 0.093
+    "answerable_abstained",  # 0.143
+    "en_zh_gap_hit@1",  # 0.298 (zh 0.890, en 0.593)
+}
 
 
 @pytest.fixture(scope="module")
