@@ -89,19 +89,19 @@ class _InMode:
 
 
 def ask_followup(engine, mode: str, item: GoldItem, k: int) -> tuple[dict, str, float]:
-    """Ask ``item.previous``, then the follow-up through the chat's own resolution
-    (qa.ui.answer_turn: resolve_followup, speaker restriction, what was shown left out).
+    """Ask ``item.previous``, then the follow-up as every front end does (qa.chat.next_turn:
+    resolve_followup, the speaker restriction, what was already shown left out).
     Returns the follow-up's answer dict, how it was read, and its latency (ms)."""
-    from qa.ui import answer_turn
+    from qa.chat import next_turn
 
     chat = _InMode(engine, mode)
-    first = engine.ask(item.previous, k=k, mode=mode).to_dict()
+    first = next_turn(chat, [], item.previous, k=k)
     t0 = time.perf_counter()
-    answer, fu, speaker, _ = answer_turn(
-        chat, [{"question": item.previous, "answer": first}], item.question, k=k
-    )
+    turn = next_turn(chat, [first], item.question, k=k)
     ms = (time.perf_counter() - t0) * 1000
-    return answer, f"{fu.reason}: {fu.question}" + (f" [{speaker}]" if speaker else ""), ms
+    how = f"{turn.followup.reason}: {turn.question}"
+    how += f" [{turn.speaker}]" if turn.speaker else ""
+    return turn.answer.to_dict(), how, ms
 
 
 def run_engine(engine, mode: str, label: str, items: list[GoldItem], k: int) -> list[Outcome]:
