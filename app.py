@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -66,11 +67,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
-    from qa import lexicon
-
-    _progress("loading the English–Chinese dictionary (CC-CEDICT) for English questions")
-    lexicon.dictionary()
-
     import uvicorn
 
     from qa.guard import GuardedH11, Limits
@@ -89,6 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     url = f"http://{shown}:{args.port}"
     engine.watch_corpus(progress=_progress)  # env QA_WATCH_SECONDS (default 5; 0: off)
+    # The English–Chinese dictionary (~2 s) loads once the server is up, not before it:
+    # only an English question needs it, and that one waits on its lock.
+    from qa import lexicon
+
+    threading.Thread(target=lexicon.dictionary, name="qa-lexicon", daemon=True).start()
     _progress(f"ready in {time.perf_counter() - t0:.1f} s")
     _progress(f"chat      {url}/")
     _progress(f"JSON API  {url}/api/ask   (docs {url}/docs)")
