@@ -64,8 +64,12 @@ def test_schemathesis_finds_no_5xx_and_no_schema_mismatch(fuzz_server, tmp_path)
         str(report),
     ]
     proc = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=(SECONDS or 45) + 120,
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=(SECONDS or 45) + 120,
         env={**os.environ, "NO_COLOR": "1"},
+        cwd=tmp_path,  # its .schemathesis cache stays out of the work tree
     )
     out = proc.stdout + proc.stderr
     generated = re.search(r"(\d+) generated", out)
