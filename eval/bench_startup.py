@@ -9,7 +9,6 @@ It also prints the app's own per-phase line ("ready in …") for comparison.
 from __future__ import annotations
 
 import argparse
-import os
 import socket
 import statistics
 import subprocess
@@ -29,12 +28,10 @@ def free_port() -> int:
 
 def one_run() -> float:
     port = free_port()
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "app.py"), "--port", str(port)],
         cwd=ROOT,
-        env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
