@@ -10,6 +10,7 @@ Host and port default to Gradio's own GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, e
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import threading
@@ -58,6 +59,10 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     t0 = time.perf_counter()
+    # Gradio takes seconds to import; the engine mostly waits while it opens (files, the
+    # embedding workers starting), so the web layer is imported meanwhile.
+    web_import = threading.Thread(target=importlib.import_module, args=("qa.web",), daemon=True)
+    web_import.start()
     from qa.engine import Engine
     from qa.errors import QAError
 
@@ -66,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     except QAError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    web_import.join()
 
     import uvicorn
 
