@@ -338,9 +338,13 @@ class EnginePool:
                 out.append(exc)
         return out
 
-    def passages(self, texts: list[str], chunk: int = MAX_BATCH,
+    def passages(self, texts: list[str],
                  progress: Callable[[int], object] | None = None) -> np.ndarray:
-        """(n, d) vectors, chunks spread over every worker; ``progress(done)`` after each."""
+        """(n, d) vectors, chunks spread over every worker; ``progress(done)`` after each.
+
+        Chunks of at most MAX_BATCH, and at least 4 per worker when there are enough
+        texts, so that no worker is left with a long last chunk while the others idle."""
+        chunk = max(1, min(MAX_BATCH, -(-len(texts) // (4 * self.size))))
         chunks = [texts[i : i + chunk] for i in range(0, len(texts), chunk)]
         done = 0
         parts: list[np.ndarray] = []
