@@ -128,7 +128,12 @@ def build(
     )
     turn_by_id = {t.id: t for t in turns}
     texts = [chunk.embedding_text(turn_by_id[p.turn_id], p) for p in passages]
+    # jieba loads its dictionary on first use (a second or more): let it do so while the
+    # embedding workers run, rather than after them
+    warm = threading.Thread(target=store_mod.tokenize, args=("智慧城市",), daemon=True)
+    warm.start()
     vectors = embedder.embed_passages(texts, progress=progress)
+    warm.join()
     with_passages = {p.turn_id for p in passages}
     indexed_turns = [t for t in turns if t.id in with_passages]
     store_mod.build_index(
