@@ -401,3 +401,85 @@ def test_a_swap_cut_between_its_renames_is_undone(index):
     atomic.recover(index)
     assert [p.name for p in index.parent.iterdir()] == ["index"]
     assert (index / store.MANIFEST).read_bytes() == before
+
+
+# ---------------------------------------------------------------------------------------
+# the corpus edited while a server runs
+
+
+def _squash(text: str) -> str:
+    return "".join(text.split())
+
+
+def test_corpus_edited_while_serving_is_rebuilt_and_swapped_in(built, tmp_path):
+    """Issue #9.3: the server kept quoting text no longer in the file, health said ok."""
+    import httpx
+    from conftest import free_port
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    page = corpus / PAGE.name
+    shutil.copy(PAGE, page)
+    index = tmp_path / "index"
+    shutil.copytree(built, index)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "app.log"
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "QA_WATCH_SECONDS": "0.5"}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "app.py"), "--port", str(port), "--corpus", str(corpus),
+             "--index", str(index), "--feedback", str(tmp_path / "feedback.jsonl")],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )
+
+    def health() -> dict:
+        return httpx.get(url + "/api/health", timeout=10).json()
+
+    def top_citation() -> dict:
+        r = httpx.post(url + "/api/ask", json={"question": QUESTION, "k": 1}, timeout=60)
+        assert r.status_code == 200, r.text
+        return r.json()["citations"][0]
+
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            try:
+                first = health()
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, log.read_text()[-3000:]
+                time.sleep(0.3)
+        assert first["status"] == "ok" and first["warnings"] == []
+        before = top_citation()
+        assert before["speaker"] == "卢阳春" and NEW_WORDS not in before["text"]
+
+        page.write_text(PAGE.read_text("utf-8").replace(OLD_PHRASE, NEW_PHRASE), "utf-8")
+        seen, answered_meanwhile = [], False
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            h = health()
+            if not seen or seen[-1] != h["status"]:
+                seen.append(h["status"])
+            if h["status"] == "rebuilding" and not answered_meanwhile:
+                assert NEW_WORDS not in top_citation()["text"]  # the old index answers
+                answered_meanwhile = True
+            if h["status"] == "ok" and h["built"] != first["built"]:
+                break
+            time.sleep(0.1)
+        # ok (the edit not yet seen, < 0.5 s) → rebuilding (old index answering) → ok (new)
+        assert seen[-2:] == ["rebuilding", "ok"] and answered_meanwhile, seen
+
+        after = top_citation()
+        assert after["speaker"] == "卢阳春" and NEW_WORDS in after["text"]
+        quoted = page.read_text("utf-8")[after["start"] : after["end"]]
+        assert _squash(after["text"]) == _squash(quoted)  # offsets point into the new file
+        assert store.load_index(index).manifest["corpus"] != json.loads(
+            (built / store.MANIFEST).read_text("utf-8"))["corpus"]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
