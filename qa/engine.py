@@ -40,11 +40,8 @@ Progress = Callable[[str], None]
 
 
 def default_corpus() -> Path:
+    """The corpus folder when none is given (env QA_CORPUS); kept for eval/run_eval.py."""
     return settings().corpus
-
-
-def default_index() -> Path:
-    return settings().index
 
 
 def keyword_text(turn: Turn, passage: Passage) -> str:
@@ -224,7 +221,7 @@ class Engine:
         progress: Progress = print,
     ) -> Engine:
         corpus_dir = Path(corpus) if corpus else default_corpus()
-        index_dir = Path(index) if index else default_index()
+        index_dir = Path(index) if index else settings().index
         setting = model_setting(model)
         files = read_corpus(corpus_dir)
         hashes = corpus_fingerprint(files)
