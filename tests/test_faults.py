@@ -22,6 +22,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from qa import atomic, store
 from qa.errors import IndexProblem
@@ -483,3 +485,56 @@ def test_corpus_edited_while_serving_is_rebuilt_and_swapped_in(built, tmp_path):
             proc.wait(15)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+# ---------------------------------------------------------------------------------------
+# any manifest at all: a reason to rebuild, never a crash
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                 max_size=3),
+    max_leaves=8,
+)
+_MANIFEST_PATHS = [
+    (), ("files",), ("files", "passages.json"), ("files", "passages.json", "bytes"),
+    ("files", "vectors.faiss", "sha256"), ("corpus",), ("dense",), ("dense", "type"),
+    ("dense", "ef_search"), ("keyword",), ("keyword", "tokenizer"), ("dimension",),
+    ("model",), ("settings",), ("counts",), ("format_version",),
+]
+
+
+@pytest.fixture(scope="module")
+def fuzz_index(built, tmp_path_factory) -> Path:
+    target = tmp_path_factory.mktemp("fuzz") / "index"
+    shutil.copytree(built, target)
+    return target
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(path=st.sampled_from(_MANIFEST_PATHS), value=_JSON)
+def test_any_manifest_is_a_reason_to_rebuild_or_a_usable_index(built, fuzz_index, path, value):
+    manifest = json.loads((built / store.MANIFEST).read_text("utf-8"))
+    if path:
+        node = manifest
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+    else:
+        manifest = value
+    (fuzz_index / store.MANIFEST).write_text(json.dumps(manifest), "utf-8")
+    reason = store.stale_reason(fuzz_index, manifest_corpus(built), manifest_model(built))
+    assert reason is None or isinstance(reason, str)
+    try:
+        store.load_index(fuzz_index)
+    except IndexProblem as exc:
+        assert "\n" not in str(exc) and "qa index" in str(exc)
+
+
+def manifest_corpus(index: Path) -> dict:
+    return json.loads((index / store.MANIFEST).read_text("utf-8"))["corpus"]
+
+
+def manifest_model(index: Path) -> str:
+    return json.loads((index / store.MANIFEST).read_text("utf-8"))["model"]
