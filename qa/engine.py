@@ -231,6 +231,10 @@ class Engine:
                 store_mod.check_buildable(index_dir)
             except IndexUnwritable as exc:
                 cannot_build = exc
+                try:
+                    store_mod.load_index(index_dir)
+                except IndexProblem:  # nothing to serve and no way to build: say so now
+                    raise exc from None
         embedder = load_embedder(setting, progress=progress)
         if reason is None:
             try:
