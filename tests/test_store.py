@@ -516,3 +516,31 @@ def test_a_changed_tokenizer_dictionary_makes_the_index_stale(built, monkeypatch
     assert stale_reason(index_dir, HASHES, MODEL) == (
         "the keyword tokenizer changed since the index was built"
     )
+
+
+def test_atomic_refusal_knows_its_own_folders(tmp_path):
+    from qa import atomic
+
+    folder = tmp_path / "model"
+    assert atomic.refusal(folder, store.KNOWN_FILES) is None  # nothing there yet
+    folder.mkdir()
+    assert atomic.refusal(folder, store.KNOWN_FILES) is None  # empty
+    (folder / "weights.bin").write_bytes(b"x")
+    assert "did not make (it holds weights.bin)" in atomic.refusal(folder, store.KNOWN_FILES)
+    (folder / ".prepared").write_text("ok")
+    assert atomic.refusal(folder, marker=".prepared") is None
+    assert "is a file" in atomic.refusal(folder / "weights.bin", store.KNOWN_FILES)
+
+
+def test_atomic_building_swaps_in_only_on_success(tmp_path):
+    from qa import atomic
+
+    target = tmp_path / "out"
+    with atomic.building(target) as work:
+        (work / "a.txt").write_text("one")
+    assert (target / "a.txt").read_text() == "one"
+    with pytest.raises(RuntimeError), atomic.building(target) as work:
+        (work / "a.txt").write_text("two")
+        raise RuntimeError("half way")
+    assert (target / "a.txt").read_text() == "one"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
