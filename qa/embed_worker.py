@@ -418,4 +418,7 @@ class _Batcher:
 
 
 if __name__ == "__main__":
-    _worker_main()
+    try:
+        _worker_main()
+    except BrokenPipeError:  # the parent exited while we loaded (e.g. `qa ask` refused
+        os._exit(0)  # a filter at once): nothing to tell anyone, and no traceback
