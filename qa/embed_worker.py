@@ -435,5 +435,5 @@ class _Batcher:
 if __name__ == "__main__":
     try:
         _worker_main()
-    except (BrokenPipeError, KeyboardInterrupt):  # the parent went away: nothing to report
-        sys.exit(0)
+    except (BrokenPipeError, KeyboardInterrupt):  # the parent went away (e.g. `qa ask`
+        os._exit(0)  # refused a filter at once): nothing to tell anyone, and no traceback
