@@ -310,13 +310,27 @@ def _unit_rows(matrix: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(matrix / np.maximum(norms, 1e-12), dtype=np.float32)
 
 
+_pool: EnginePool | None = None
+_pool_lock = threading.Lock()
+
+
+def _shared_pool() -> EnginePool:
+    """One set of engine workers per process, however many embedders are loaded (tests,
+    benchmarks and rebuilds open several): each worker is a process of ~100 MB."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = EnginePool()
+        return _pool
+
+
 def load_embedder(model: str | None = None, progress: Progress = print) -> Embedder:
     """The embedder for a setting (see ``model_setting``); raises ModelProblem naming the fix."""
     setting = model_setting(model)
     if setting == DEFAULT_MODEL:
         folder = prepare_default_model(progress=progress)
         if engine_trusted(folder):
-            pool = EnginePool()
+            pool = _shared_pool()
             return Embedder(setting, str(folder), pool.dim, pool=pool)
         _say(progress, f"loading the sentence model ({setting})")
         st = _load_sentence_transformer(str(folder))
