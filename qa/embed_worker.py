@@ -37,9 +37,8 @@ import numpy as np
 
 from .errors import ModelProblem, QAError
 from .offline_model import MAX_SEQ_TOKENS, expanding_code_points  # numpy and stdlib only
+from .settings import settings
 
-WORKERS_ENV = "QA_EMBED_WORKERS"  # engine processes (default: one per core, at most 4)
-THREADS_ENV = "QA_EMBED_THREADS"  # OpenMP threads in each (default 1)
 MAX_BATCH = 16
 MAX_WAIT_S = 0.005
 READY_TIMEOUT_S = 60
@@ -205,7 +204,8 @@ class Worker:
 
 
 def default_workers() -> tuple[int, int]:
-    """(processes, threads each): one single-threaded worker per core, at most 4.
+    """(processes, threads each): env QA_EMBED_WORKERS / QA_EMBED_THREADS (qa.settings),
+    else one single-threaded worker per core, at most 4.
 
     On 2 cores this beat one worker with two OpenMP threads (see README: Speed): no
     thread barriers, and two batches run at once."""
@@ -213,22 +213,8 @@ def default_workers() -> tuple[int, int]:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:
         cores = os.cpu_count() or 1
-    workers = _env_int(WORKERS_ENV) or max(1, min(cores, 4))
-    threads = _env_int(THREADS_ENV) or 1
-    return workers, threads
-
-
-def _env_int(name: str) -> int | None:
-    value = os.environ.get(name, "").strip()
-    if not value:
-        return None
-    try:
-        number = int(value)
-    except ValueError:
-        raise ModelProblem(f"{name}={value!r} is not a whole number; set it to e.g. 2") from None
-    if not 1 <= number <= 64:
-        raise ModelProblem(f"{name}={number} is out of range; set it from 1 to 64")
-    return number
+    configured = settings()
+    return configured.embed_workers or max(1, min(cores, 4)), configured.embed_threads
 
 
 class EnginePool:
