@@ -41,6 +41,7 @@ from .offline_model import (
     engine_trusted,
     prepare_default_model,
 )
+from .settings import settings
 
 __all__ = ["DEFAULT_MODEL", "Embedder", "EmbeddingFailed", "load_embedder", "model_setting",
            "prepare_default_model"]
@@ -52,7 +53,7 @@ MODEL_ENV = "QA_EMBED_MODEL"
 
 def model_setting(explicit: str | None = None) -> str:
     """The model to use: ``--model``, else env QA_EMBED_MODEL, else the offline default."""
-    for value in (explicit, os.environ.get(MODEL_ENV)):
+    for value in (explicit, settings().embed_model):
         if value and value.strip():
             return value.strip()
     return DEFAULT_MODEL

@@ -8,7 +8,6 @@ stops growing at a size limit, so no one can fill the disk through the thumbs.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections import deque
@@ -16,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .chat import ChatTurn, citation_id
+from .settings import settings
 
 VOTES = ("like", "dislike")
 PER_CLIENT_PER_HOUR = 120  # votes one client may log in an hour
@@ -93,4 +93,5 @@ class FeedbackLog:
 
 
 def default_feedback_path() -> Path:
-    return Path(os.environ.get("QA_FEEDBACK") or "feedback.jsonl")
+    """QA_FEEDBACK (see qa/settings.py), else ./feedback.jsonl."""
+    return settings().feedback

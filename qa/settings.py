@@ -28,6 +28,7 @@ to the default rather than stopping a server at start (the default is documented
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -45,9 +46,19 @@ def _text(env: Mapping[str, str], name: str) -> str | None:
 
 def _number(env: Mapping[str, str], name: str, default: float, low: float) -> float:
     try:
-        return max(float(low), float(_text(env, name) or default))
+        value = float(_text(env, name) or default)
     except ValueError:
         return default
+    return max(float(low), value) if math.isfinite(value) else default
+
+
+def _optional_number(env: Mapping[str, str], name: str, low: float) -> float | None:
+    """None when unset or not a finite number: the caller's default then applies."""
+    try:
+        value = float(_text(env, name) or "nan")
+    except ValueError:
+        return None
+    return max(float(low), value) if math.isfinite(value) else None
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool:
@@ -91,13 +102,8 @@ class Settings:
                 if _text(env, "QA_EMBED_WORKERS") else None
             ),
             embed_threads=int(_number(env, "QA_EMBED_THREADS", 1, 1)),
-            rate_limit=(
-                _number(env, "QA_RATE_LIMIT", 0, 0) if _text(env, "QA_RATE_LIMIT") else None
-            ),
-            max_connections_per_client=(
-                _number(env, "QA_MAX_CONNECTIONS_PER_CLIENT", 0, 0)
-                if _text(env, "QA_MAX_CONNECTIONS_PER_CLIENT") else None
-            ),
+            rate_limit=_optional_number(env, "QA_RATE_LIMIT", 0),
+            max_connections_per_client=_optional_number(env, "QA_MAX_CONNECTIONS_PER_CLIENT", 0),
             request_timeout_s=_number(env, "QA_REQUEST_TIMEOUT_S", 10, 0),
             debug=_flag(env, "QA_DEBUG"),
         )
