@@ -13,12 +13,16 @@ import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from . import store as store_mod
 from .answer import compose
-from .chunk import ChunkConfig, chunk_turns, context_line, embedding_text
+from .chunk import ChunkConfig, chunk_turns, context_line, embedding_text, quotable_sentences
 from .corpus import corpus_fingerprint, parse_text, read_corpus
 from .embed import Embedder, load_embedder, model_setting
 from .errors import BadQuestion, IndexProblem
+from .evidence import MODEL_FILE as EVIDENCE_MODEL
+from .evidence import Model, decide
 from .retrieve import MODES, RetrieveConfig, Retriever
 from .types import SECTION_SEP, Answer
 
@@ -31,6 +35,7 @@ PASSAGE_SETTINGS = {
     "overlap_sentences": ChunkConfig().overlap_sentences,
     "embedded_text": "speaker+passage/v1",
     "question_passages": True,
+    "sentences": "quotable/v1",  # sentence vectors for evidence and quoting (helper "quality")
 }
 
 Progress = Callable[[str], None]
@@ -90,6 +95,7 @@ def build(
     vectors = embedder.embed_passages(texts, progress=progress)
     with_passages = {p.turn_id for p in passages}
     indexed_turns = [t for t in turns if t.id in with_passages]
+    sentences = embed_sentences(indexed_turns, embedder, progress)
     store_mod.build_index(
         index,
         indexed_turns,
@@ -100,9 +106,27 @@ def build(
         progress=progress,
         keyword_texts=[f"{context_line(turn_by_id[p.turn_id])} {p.text}" for p in passages],
         settings=PASSAGE_SETTINGS,
+        sentences=sentences,
     )
     progress(f"index built in {time.perf_counter() - t0:.1f} s at {index}")
     return store_mod.load_index(index)
+
+
+def embed_sentences(
+    turns: list, embedder: Embedder, progress: Progress = print
+) -> store_mod.SentenceIndex:
+    """Every quotable sentence of the indexed turns, embedded on its own (no speaker
+    prefix: the sentence's own words are the evidence)."""
+    rows = [(t.id, a, b) for t in turns for a, b in quotable_sentences(t.text)]
+    by_id = {t.id: t for t in turns}
+    progress(f"embedding {len(rows)} sentences…")
+    texts = [by_id[tid].text[a:b] for tid, a, b in rows]
+    vectors = (
+        embedder.embed_passages(texts, progress=progress)
+        if texts
+        else np.zeros((0, embedder.dimension), np.float32)
+    )
+    return store_mod.SentenceIndex([r[0] for r in rows], [(a, b) for _, a, b in rows], vectors)
 
 
 class Engine:
@@ -111,6 +135,11 @@ class Engine:
         self.embedder = embedder
         self.index_dir = index_dir
         self.retriever = Retriever(store, embedder, RetrieveConfig())
+        # the answerability weights (qa/evidence_model.json); None until (re)fitted
+        try:
+            self.evidence: Model | None = Model.load()
+        except (OSError, ValueError, KeyError, TypeError):
+            self.evidence = None
         turns = [store.turns[tid] for tid in dict.fromkeys(p.turn_id for p in store.passages)]
         titles: dict[str, str | None] = {}
         for t in turns:
@@ -165,10 +194,21 @@ class Engine:
             raise BadQuestion(f"k must be a whole number from 1 to {MAX_K}")
         if mode not in MODES:
             raise BadQuestion(f"mode must be one of: {', '.join(MODES)}")
+        asked = self.retriever.analyse(question)
+        # a question about several experts looks further, for every expert who answered
         retrieval = self.retriever.search(
-            question, k=k, speaker=speaker or None, section=section or None, mode=mode
+            asked, k=MAX_K if asked.many_speakers else k, speaker=speaker or None,
+            section=section or None, mode=mode,
         )
-        answer = compose(retrieval)
+        if self.evidence is None:
+            raise IndexProblem(
+                f"{EVIDENCE_MODEL} is missing or outdated: fit it with "
+                "`python -m qa.evidence fit`"
+            )
+        t1 = time.perf_counter()
+        verdict = decide(retrieval, len(self.store), self.evidence)
+        answer = compose(retrieval, verdict, k)
+        answer.timings_ms["answer"] = round((time.perf_counter() - t1) * 1000, 2)
         answer.timings_ms["total"] = round((time.perf_counter() - t0) * 1000, 2)
         return answer
 
