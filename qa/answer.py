@@ -21,8 +21,12 @@ MAX_CITED_CHARS = 800
 QUOTED_IN_ANSWER = 3  # citations quoted in the answer text; the rest are listed only
 MAX_QUOTES_PER_SPEAKER = 3
 SHORT_SENTENCE = 24  # a sentence this short ("二要…。") is quoted with the one after it
-# in a several-experts answer, an expert's best turn must score this share of the best
-ANSWERED_SHARE = 0.5
+# a further turn is quoted when its best sentence scores within this of the best one's
+# (sentence score: cosine + keyword share, see qa.retrieve); for a question about several
+# experts, each expert's best turn within the wider margin
+QUOTE_MARGIN = 0.03
+MANY_MARGIN = 0.06
+SECOND_SENTENCE_MARGIN = 0.01
 _RANK = re.compile(
     r"(副?(?:教授|研究员|院长|所长|主任|理事长|理事|处长|部长|书记|主编|记者|局长|博士))$"
 )
@@ -108,46 +112,70 @@ def _english_list(words: tuple[str, ...]) -> str:
     return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
 
 
-def _quoted(retrieval: Retrieval, citations: tuple) -> list[int]:
-    """Indexes of the citations the answer quotes: the top three; for a question about
-    several experts, each expert's best turn that scores near the best."""
+def _best(h: Hit) -> float:
+    return h.sentences[0].score if h.sentences else h.dense
+
+
+def _quoted(retrieval: Retrieval) -> list[int]:
+    """Indexes of the hits the answer quotes. The best one always; up to two more when
+    they match nearly as well (their best sentence within QUOTE_MARGIN of the best, not a
+    bio line). For a question about several experts: each expert's best turn that does."""
     hits = retrieval.hits
-    if not retrieval.question.many_speakers or retrieval.speakers:
-        return list(range(min(QUOTED_IN_ANSWER, len(citations))))
-    top = hits[0].score if hits else 0.0
+    if not hits:
+        return []
+    top = _best(hits[0])
+    many = retrieval.question.many_speakers and not retrieval.speakers
+    margin = MANY_MARGIN if many else QUOTE_MARGIN
     seen: set[str | None] = set()
     out = []
     for i, h in enumerate(hits):
-        who = h.turn.speaker
-        if who in seen or h.turn.kind in ("bio", "intro") or h.score < ANSWERED_SHARE * top:
+        if i and (h.turn.kind in ("bio", "intro") or _best(h) < top - margin):
             continue
-        seen.add(who)
+        if many and h.turn.speaker in seen:
+            continue
+        seen.add(h.turn.speaker)
         out.append(i)
-    return out or [0]
+        if not many and len(out) >= QUOTED_IN_ANSWER:
+            break
+    return out
+
+
+def _quotes(hit: Hit, citation: Citation, first: bool) -> list[tuple[int, Quote]]:
+    """(offset in the turn, quote): the highlight; for the best hit also a second sentence
+    of the same turn that matches nearly as well (the answer often spans two)."""
+    a = citation.full_text.find(citation.highlight)
+    out = [(a, Quote(citation.highlight, citation.rank))]
+    if first and len(hit.sentences) > 1:
+        second = hit.sentences[1]
+        text = hit.turn.text[second.start : second.end].strip()
+        close = second.score >= hit.sentences[0].score - SECOND_SENTENCE_MARGIN
+        if close and text and text not in citation.highlight:
+            out.append((second.start, Quote(text, citation.rank)))
+    return out
 
 
 def blocks(retrieval: Retrieval, citations: tuple[Citation, ...]) -> tuple[SpeakerBlock, ...]:
     """The answer's structure: one block per expert, each with 1–3 quotes in reading order.
     Experts come in the order of their best citation; for a several-experts question, in
     the page's order."""
-    chosen = _quoted(retrieval, citations)
-    groups: dict[str | None, list[int]] = {}
-    for i in chosen:
-        groups.setdefault(citations[i].speaker, []).append(i)
+    groups: dict[str | None, list[tuple[tuple, Quote]]] = {}
+    for n, i in enumerate(_quoted(retrieval)):
+        c = citations[i]
+        for offset, quote in _quotes(retrieval.hits[i], c, n == 0):
+            groups.setdefault(c.speaker, []).append(((c.source, c.start, offset), quote))
     order = list(groups)
     if retrieval.question.many_speakers:
-        order.sort(key=lambda who: min((citations[i].source, citations[i].start) for i in groups[who]))
+        order.sort(key=lambda who: min(place for place, _ in groups[who]))
     out = []
     for who in order:
-        idx = sorted(groups[who], key=lambda i: (citations[i].source, citations[i].start))
-        first = citations[idx[0]]
-        quotes = tuple(Quote(citations[i].highlight, citations[i].rank) for i in idx)
+        quotes = [q for _, q in sorted(groups[who], key=lambda pq: pq[0])]
+        first = next(c for c in citations if c.rank == quotes[0].rank)
         out.append(
             SpeakerBlock(
                 speaker=who,
                 title=first.speaker_title,
                 short_title=short_title(first.speaker_title),
-                quotes=quotes[:MAX_QUOTES_PER_SPEAKER],
+                quotes=tuple(quotes[:MAX_QUOTES_PER_SPEAKER]),
             )
         )
     return tuple(out)
@@ -201,7 +229,7 @@ def compose(retrieval: Retrieval, verdict: Verdict, k: int | None = None) -> Ans
     if k is not None and len(hits) > k:
         keep = set(range(k))
         if q.many_speakers:  # each answering expert's best turn, then the best others
-            quoted = set(_quoted(retrieval, hits))
+            quoted = set(_quoted(retrieval))
             keep = set(sorted(quoted | keep)[: max(k, len(quoted))]) | quoted
         hits = tuple(h for i, h in enumerate(hits) if i in keep)
         retrieval = replace(retrieval, hits=hits)

@@ -16,6 +16,7 @@ The weights live in qa/evidence_model.json with what they were fitted on.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -47,6 +48,7 @@ _HAS_MONEY = re.compile(rf"(?:{_NUM})\s*(?:多|余)?\s*(?:元|美元|块钱|万�
 _PERCENT = re.compile(rf"百分之[{_CN_DIGIT}]+|[0-9.]+\s*[%‰]")
 
 
+@functools.cache
 def _quantity(unit: str | None) -> re.Pattern:
     """A number with a unit or measure word (3000多家, 3.9万户, 0.12%, 百分之八十五);
     not the 一 of 一方面, not a year."""
@@ -382,6 +384,28 @@ def _prob(m: dict, x: np.ndarray) -> np.ndarray:
     return 1 / (1 + np.exp(-np.clip(z, -40, 40)))
 
 
+# Refusing an answerable question costs this many times answering an unanswerable one:
+# the targets are ≤ 1 % of answerable refused and ≥ 95 % of unanswerable refused.
+REFUSAL_COST = 10.0
+
+
+def _cuts(held: np.ndarray, y: np.ndarray, ok: np.ndarray) -> tuple[float, float]:
+    """(refuse below, high confidence from), chosen on held-out probabilities so they are
+    not fitted twice. Refuse where it costs least (REFUSAL_COST); above it, answers are
+    "high" once at most 1 % of the unanswerable questions score that high."""
+    pos, neg = (y == 1) & ok, (y == 0) & ok
+    best, refuse_below = -math.inf, 0.5
+    for cut in sorted({0.5, *np.round(held, 4)}):
+        if cut > 0.5:
+            break
+        gain = (held[neg] < cut).mean() - REFUSAL_COST * (held[pos] < cut).mean()
+        if gain > best:
+            best, refuse_below = gain, float(cut)
+    above = np.sort(held[neg])
+    high = float(above[int(0.99 * (len(above) - 1))]) + 1e-4 if len(above) else refuse_below
+    return refuse_below, min(max(high, refuse_below), 0.9)
+
+
 def _rates(p: np.ndarray, y: np.ndarray, ok: np.ndarray, cut: float) -> dict:
     refused = (p < cut) | ~ok
     return {
@@ -428,13 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     for f in range(args.folds):
         m = _fit(x[fold != f], y[fold != f])
         held[fold == f] = _prob(m, x[fold == f])
-    # the refusal cut: refuse as many unanswerable questions as possible while refusing
-    # at most 1 % of answerable ones (held-out probabilities, so it is not fitted twice)
-    pos = np.sort(held[(y == 1) & ok])
-    refuse_below = float(min(0.5, pos[int(0.01 * len(pos))] - 1e-6)) if len(pos) else 0.5
-    neg = held[(y == 0) & ok]
-    high_from = float(max(refuse_below, neg.max() + 1e-6 if len(neg) else refuse_below))
-    high_from = min(high_from, 0.9)
+    refuse_below, high_from = _cuts(held, y, ok)
     model = _fit(x, y)
     kfold = {
         "all": _rates(held, y, ok, refuse_below),
