@@ -15,8 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-
 
 def _progress(msg: str) -> None:
     print(f"[qa] {msg}", file=sys.stderr, flush=True)
@@ -75,17 +73,22 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvicorn
 
+    from qa.guard import GuardedH11, Limits
     from qa.web import allowed_origins, create_app
 
+    limits = Limits.from_env(args.host)
     app = create_app(
         engine,
         feedback=args.feedback,
         origins=allowed_origins(args.allowed_origins),
         server_name=args.host,
         server_port=args.port,
+        limits=limits,
     )
+    GuardedH11.limits = limits
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     url = f"http://{shown}:{args.port}"
+    engine.watch_corpus(progress=_progress)  # env QA_WATCH_SECONDS (default 5; 0: off)
     _progress(f"ready in {time.perf_counter() - t0:.1f} s")
     _progress(f"chat      {url}/")
     _progress(f"JSON API  {url}/api/ask   (docs {url}/docs)")
@@ -97,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
             port=args.port,
             log_level=args.log_level,
             timeout_graceful_shutdown=3,
+            # slow or greedy clients: see qa.guard
+            http=GuardedH11,
+            timeout_keep_alive=limits.keep_alive_s,
+            h11_max_incomplete_event_size=16 * 1024,
         )
     except KeyboardInterrupt:
         pass

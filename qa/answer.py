@@ -14,6 +14,7 @@ import re
 from dataclasses import replace
 
 from .evidence import LOW, Verdict
+from .question import is_english
 from .retrieve import Hit, Retrieval
 from .types import SECTION_SEP, Answer, Citation, Quote, SpeakerBlock
 
@@ -188,7 +189,9 @@ def _header(block: SpeakerBlock, citation: Citation, english: bool) -> str:
     return f"{name}:" if english else f"{name}："
 
 
-def render(blocks_: tuple[SpeakerBlock, ...], citations: tuple[Citation, ...], english: bool) -> str:
+def render(
+    blocks_: tuple[SpeakerBlock, ...], citations: tuple[Citation, ...], english: bool
+) -> str:
     """The plain-text answer: a header line per expert, then their quotes."""
     by_rank = {c.rank: c for c in citations}
     lines = []
@@ -196,6 +199,24 @@ def render(blocks_: tuple[SpeakerBlock, ...], citations: tuple[Citation, ...], e
         lines.append(_header(b, by_rank[b.quotes[0].rank], english))
         lines.extend(f"“{q.text}” [{q.rank}]" for q in b.quotes)
     return "\n".join(lines)
+
+
+def answer_text(citations: tuple[Citation, ...], question: str) -> str:
+    """The plain-text answer from citations alone (a chat follow-up that leaves some out
+    and renumbers the rest): the top ones' highlights, grouped by expert."""
+    groups: dict[str | None, list[Citation]] = {}
+    for c in citations[:QUOTED_IN_ANSWER]:
+        groups.setdefault(c.speaker, []).append(c)
+    structure = tuple(
+        SpeakerBlock(
+            who,
+            cs[0].speaker_title,
+            short_title(cs[0].speaker_title),
+            tuple(Quote(c.highlight, c.rank) for c in cs),
+        )
+        for who, cs in groups.items()
+    )
+    return render(structure, citations, is_english(question))
 
 
 LOW_NOTE_ZH = "（把握不大：以下原话可能没有完全回答这个问题。）"

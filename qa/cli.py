@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .errors import BadQuestion, QAError
+from .settings import settings
 
 
 def _progress(msg: str) -> None:
@@ -78,10 +79,12 @@ def cmd_prepare_model(args: argparse.Namespace) -> int:
 
 def cmd_index(args: argparse.Namespace) -> int:
     from .embed import load_embedder, model_setting
-    from .engine import build, default_corpus, default_index
+    from .engine import build
+    from .store import check_buildable
 
-    corpus = args.corpus or default_corpus()
-    index = args.index or default_index()
+    corpus = args.corpus or settings().corpus
+    index = args.index or settings().index
+    check_buildable(index)  # a wrong --index fails now, not after loading the model
     embedder = load_embedder(model_setting(args.model), progress=_progress)
     built = build(corpus, index, embedder, progress=_progress)
     files = len(built.manifest.get("corpus", {}))
@@ -137,30 +140,38 @@ def cmd_ask(args: argparse.Namespace) -> int:
         clean_question(args.question)  # refuse bad input before loading anything
     questions = _read_batch(args.batch) if args.batch else [args.question]
     engine = _open(args)
-    status = 0
-    for q in questions:
+
+    def answer(q: str) -> dict:
         try:
-            ans = engine.ask(q, k=args.k, speaker=args.speaker, section=args.section,
-                             mode=args.mode).to_dict()
-        except BadQuestion as exc:
+            return engine.ask(q, k=args.k, speaker=args.speaker, section=args.section,
+                              mode=args.mode).to_dict()
+        except QAError as exc:
             if not args.batch:
                 raise
-            ans = {"question": q, "error": str(exc), "answerable": False, "answer": "",
-                   "citations": []}
-            status = 1
-        if args.json or args.batch:
-            print(json.dumps(ans, ensure_ascii=False), flush=True)
-        else:
-            _print_answer(ans)
+            return {"question": q, "error": str(exc), "answerable": False, "answer": "",
+                    "citations": []}
+
+    # A batch is asked concurrently, so its questions are embedded together in batched
+    # engine calls (the same micro-batcher the server's concurrent requests go through).
+    with ThreadPoolExecutor(16 if args.batch else 1) as asking:
+        answers = asking.map(answer, questions)
+        status = 0
+        for ans in answers:
+            status = 1 if "error" in ans else status
+            if args.json or args.batch:
+                print(json.dumps(ans, ensure_ascii=False), flush=True)
+            else:
+                _print_answer(ans)
     return status
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from .followup import resolve_followup
+    """The terminal chat: the same turns as the web chat (``qa.chat.next_turn``)."""
+    from .chat import ChatTurn, next_turn
+    from .followup import NEW
 
     engine = _open(args)
-    names = [name for name, _ in engine.speakers]
-    history: list[tuple[str, dict]] = []
+    turns: list[ChatTurn] = []
     print("智慧名城 QA — 输入问题，空行退出 (empty line quits)")
     while True:
         try:
@@ -170,16 +181,18 @@ def cmd_chat(args: argparse.Namespace) -> int:
         if not q:
             break
         try:
-            fu = resolve_followup(history, q, names)
-            ans = engine.ask(fu.question, k=args.k, speaker=fu.speaker).to_dict()
+            turn = next_turn(engine, turns, q, k=args.k)
         except QAError as exc:
             print(f"error: {exc}")
             continue
-        if fu.question != q or fu.speaker:
-            who = f"，专家：{fu.speaker}" if fu.speaker else ""
-            print(f"（理解为：{fu.question}{who}）")
-        _print_answer(ans)
-        history.append((q, ans))
+        fu = turn.followup
+        if fu.reason != NEW or turn.speaker:
+            bits = [f"理解为：{turn.question}"]
+            bits += [f"专家：{turn.speaker}"] if turn.speaker else []
+            bits += [f"不含：{fu.exclude_speaker}"] if fu.exclude_speaker else []
+            print(f"（{'，'.join(bits)}）")
+        _print_answer(turn.answer.to_dict())
+        turns.append(turn)
     return 0
 
 
@@ -196,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a bug of ours: still one line, with the way to see more
-        if os.environ.get("QA_DEBUG"):
+        if settings().debug:
             raise
         print(f"error: unexpected {exc.__class__.__name__}: {exc} "
               "(set QA_DEBUG=1 to see the traceback, and please report it)", file=sys.stderr)

@@ -119,12 +119,30 @@ def _blocks(lines: list[_Line], lo: int, hi: int) -> list[tuple[int, int]]:
 # public API
 
 
+def _text_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
+
+
+def corpus_stat(corpus_dir: Path | str) -> tuple[tuple[str, int, int], ...]:
+    """(relative path, mtime in ns, size) of every corpus file: a cheap look for edits
+    (a watcher hashes the texts only when this changes). Empty when the folder is gone."""
+    root = Path(corpus_dir)
+    out = []
+    try:
+        for path in _text_files(root):
+            st = path.stat()
+            out.append((path.relative_to(root).as_posix(), st.st_mtime_ns, st.st_size))
+    except OSError:  # a file removed while listing: the next look sees the settled state
+        return ()
+    return tuple(out)
+
+
 def read_corpus(corpus_dir: Path | str) -> list[tuple[str, str]]:
     """(relative path, text) of every text file under the corpus folder, sorted."""
     root = Path(corpus_dir)
     if not root.is_dir():
         raise CorpusProblem(f"corpus folder {root} not found: pass --corpus DIR or set QA_CORPUS")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
+    files = _text_files(root)
     if not files:
         raise CorpusProblem(f"corpus folder {root} has no .txt or .md files: drop an interview in")
     out = []
@@ -142,13 +160,6 @@ def read_corpus(corpus_dir: Path | str) -> list[tuple[str, str]]:
 def corpus_fingerprint(files: list[tuple[str, str]]) -> dict[str, str]:
     """sha256 of each file's text: what the index manifest compares to detect a changed corpus."""
     return {name: hashlib.sha256(text.encode("utf-8")).hexdigest() for name, text in files}
-
-
-def parse_corpus(corpus_dir: Path | str) -> list[Turn]:
-    turns: list[Turn] = []
-    for source, text in read_corpus(corpus_dir):
-        turns.extend(parse_text(text, source))
-    return turns
 
 
 def parse_text(text: str, source: str) -> list[Turn]:

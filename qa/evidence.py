@@ -53,9 +53,7 @@ def _quantity(unit: str | None) -> re.Pattern:
     """A number with a unit or measure word (3000多家, 3.9万户, 0.12%, 百分之八十五);
     not the 一 of 一方面, not a year."""
     units = re.escape(unit) if unit else rf"人次|[{_MEASURE}%‰]|平方|公里|千米|米|吨|倍"
-    return re.compile(
-        rf"{_PERCENT.pattern}|(?:{_NUM})\s*(?:万|亿)?\s*(?:多|余)?\s*(?:{units})"
-    )
+    return re.compile(rf"{_PERCENT.pattern}|(?:{_NUM})\s*(?:万|亿)?\s*(?:多|余)?\s*(?:{units})")
 
 
 def asks_figure(q: Question) -> re.Pattern | None:
@@ -212,10 +210,16 @@ class Model:
     def load(cls, path: Path = MODEL_FILE) -> Model:
         data = json.loads(path.read_text("utf-8"))
         if tuple(data["features"]) != FEATURES:
-            raise ValueError(f"{path} was fitted on other features: refit with python -m qa.evidence fit")
+            raise ValueError(
+                f"{path} was fitted on other features: refit with python -m qa.evidence fit"
+            )
         return cls(
-            tuple(data["weights"]), data["bias"], tuple(data["mean"]), tuple(data["scale"]),
-            data["refuse_below"], data["high_from"],
+            tuple(data["weights"]),
+            data["bias"],
+            tuple(data["mean"]),
+            tuple(data["scale"]),
+            data["refuse_below"],
+            data["high_from"],
         )
 
 
@@ -272,13 +276,30 @@ OFF_TOPICS_EN = (
     "dinosaur fossils|income tax|bitcoin|coffee beans|yoga classes|piano lessons|"
     "driving tests|studying abroad|mortgage rates|the lottery|celebrity gossip|basketball"
 ).split("|")
-TEMPLATES_ZH = ("{t}怎么样？", "{t}是什么？", "{s}对{t}怎么看？", "{s}怎么评价{t}？",
-                "关于{t}，专家们有什么建议？", "{t}多少钱？", "{s}是怎么看待{t}的？")
-TEMPLATES_EN = ("What does {s} think about {t}?", "What is said about {t}?",
-                "How much do {t} cost?", "What did {s} say about {t}?",
-                "What do the experts recommend about {t}?")
-PERSONAL_ZH = ("{s}今年多大？", "{s}的家乡在哪里？", "{s}有几个孩子？", "{s}的电话号码是多少？",
-               "{s}喜欢吃什么？", "{s}的工资是多少？")
+TEMPLATES_ZH = (
+    "{t}怎么样？",
+    "{t}是什么？",
+    "{s}对{t}怎么看？",
+    "{s}怎么评价{t}？",
+    "关于{t}，专家们有什么建议？",
+    "{t}多少钱？",
+    "{s}是怎么看待{t}的？",
+)
+TEMPLATES_EN = (
+    "What does {s} think about {t}?",
+    "What is said about {t}?",
+    "How much do {t} cost?",
+    "What did {s} say about {t}?",
+    "What do the experts recommend about {t}?",
+)
+PERSONAL_ZH = (
+    "{s}今年多大？",
+    "{s}的家乡在哪里？",
+    "{s}有几个孩子？",
+    "{s}的电话号码是多少？",
+    "{s}喜欢吃什么？",
+    "{s}的工资是多少？",
+)
 
 
 def _noise(rng: np.random.Generator, n: int) -> list[str]:
@@ -288,21 +309,56 @@ def _noise(rng: np.random.Generator, n: int) -> list[str]:
     for i in range(n):
         kind = i % 6
         if kind == 0:
-            out.append(" ".join("".join(rng.choice(list(letters), rng.integers(3, 9)))
-                                for _ in range(rng.integers(1, 4))))
+            out.append(
+                " ".join(
+                    "".join(rng.choice(list(letters), rng.integers(3, 9)))
+                    for _ in range(rng.integers(1, 4))
+                )
+            )
         elif kind == 1:
             out.append("".join(rng.choice(list("0123456789"), rng.integers(2, 14))))
         elif kind == 2:
             out.append("".join(rng.choice(list("?？!！.。,，~…"), rng.integers(1, 4))))
         elif kind == 3:
-            out.append(str(rng.choice(["DROP TABLE passages;", "<script>alert(1)</script>",
-                                       "print('hi')", "{\"a\": 1}", "rm -rf /", "ls -la",
-                                       "UPDATE users SET x=1", "a=b+c"])))
+            out.append(
+                str(
+                    rng.choice(
+                        [
+                            "DROP TABLE passages;",
+                            "<script>alert(1)</script>",
+                            "print('hi')",
+                            '{"a": 1}',
+                            "rm -rf /",
+                            "ls -la",
+                            "UPDATE users SET x=1",
+                            "a=b+c",
+                        ]
+                    )
+                )
+            )
         elif kind == 4:
             out.append("".join(chr(int(c)) for c in rng.integers(0x1F600, 0x1F64F, 3)))
         else:
-            out.append(str(rng.choice(["你好", "谢谢", "在吗", "好的", "哈哈", "嗯嗯", "hi",
-                                       "thanks", "ok", "good morning", "test", "测试一下"])))
+            out.append(
+                str(
+                    rng.choice(
+                        [
+                            "你好",
+                            "谢谢",
+                            "在吗",
+                            "好的",
+                            "哈哈",
+                            "嗯嗯",
+                            "hi",
+                            "thanks",
+                            "ok",
+                            "good morning",
+                            "test",
+                            "测试一下",
+                        ]
+                    )
+                )
+            )
     return out
 
 
@@ -331,14 +387,22 @@ def generated_positives(engine, seed: int = 11, limit: int = 40) -> list[str]:
     from .store import tokenize
 
     rng = np.random.default_rng(seed)
-    turns = [t for t in dict.fromkeys(engine.store.turns[p.turn_id] for p in engine.store.passages)
-             if t.speaker and t.kind in ("answer", "commentary")]
+    turns = [
+        t
+        for t in dict.fromkeys(engine.store.turns[p.turn_id] for p in engine.store.passages)
+        if t.speaker and t.kind in ("answer", "commentary")
+    ]
     out = []
     for t in turns:
-        rare = [w for w in dict.fromkeys(tokenize(t.text))
-                if len(w) >= 3 and 1 <= engine.store.passages_with(w) <= 2]
+        rare = [
+            w
+            for w in dict.fromkeys(tokenize(t.text))
+            if len(w) >= 3 and 1 <= engine.store.passages_with(w) <= 2
+        ]
         for w in rng.permutation(rare)[:2]:
-            tpl = ("“{w}”指的是什么？", "{s}说的{w}是什么意思？", "{s}怎么看{w}？")[int(rng.integers(3))]
+            tpl = ("“{w}”指的是什么？", "{s}说的{w}是什么意思？", "{s}怎么看{w}？")[
+                int(rng.integers(3))
+            ]
             out.append(tpl.format(w=w, s=t.speaker))
     return [str(x) for x in rng.permutation(out)[:limit]]
 
@@ -355,8 +419,11 @@ def _examples(engine, gold_path: Path, split: str | None) -> tuple[list[str], li
     kinds = ["gold"] * len(items)
     neg = generated_negatives(engine)
     pos = generated_positives(engine)
-    return qs + neg + pos, ys + [0] * len(neg) + [1] * len(pos), kinds + ["neg"] * len(neg) + [
-        "pos"] * len(pos)
+    return (
+        qs + neg + pos,
+        ys + [0] * len(neg) + [1] * len(pos),
+        kinds + ["neg"] * len(neg) + ["pos"] * len(pos),
+    )
 
 
 def _features(engine, questions: list[str]) -> np.ndarray:
@@ -380,7 +447,9 @@ def _fit(x: np.ndarray, y: np.ndarray) -> dict:
 
 
 def _prob(m: dict, x: np.ndarray) -> np.ndarray:
-    z = ((x - np.asarray(m["mean"])) / np.asarray(m["scale"])) @ np.asarray(m["weights"]) + m["bias"]
+    z = ((x - np.asarray(m["mean"])) / np.asarray(m["scale"])) @ np.asarray(m["weights"]) + m[
+        "bias"
+    ]
     return 1 / (1 + np.exp(-np.clip(z, -40, 40)))
 
 
@@ -456,8 +525,10 @@ def main(argv: list[str] | None = None) -> int:
     model = _fit(x, y)
     kfold = {
         "all": _rates(held, y, ok, refuse_below),
-        **{k: _rates(held[kinds_a == k], y[kinds_a == k], ok[kinds_a == k], refuse_below)
-           for k in ("gold", "neg", "pos")},
+        **{
+            k: _rates(held[kinds_a == k], y[kinds_a == k], ok[kinds_a == k], refuse_below)
+            for k in ("gold", "neg", "pos")
+        },
     }
     out = {
         "features": list(FEATURES),
@@ -478,8 +549,12 @@ def main(argv: list[str] | None = None) -> int:
         "kfold": {"folds": args.folds, **kfold},
     }
     Path(args.out).write_text(json.dumps(out, ensure_ascii=False, indent=2) + "\n", "utf-8")
-    print(json.dumps({"kfold": out["kfold"], "refuse_below": refuse_below,
-                      "high_from": high_from}, ensure_ascii=False))
+    print(
+        json.dumps(
+            {"kfold": out["kfold"], "refuse_below": refuse_below, "high_from": high_from},
+            ensure_ascii=False,
+        )
+    )
     weights = dict(zip(FEATURES, (round(v, 3) for v in model["weights"]), strict=True))
     print(json.dumps(weights), file=sys.stderr)
     return 0

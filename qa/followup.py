@@ -37,9 +37,19 @@ class FollowUp:
     #: a speaker whose passages to leave out ("其他专家怎么看？")
     exclude_speaker: str | None = None
 
-    @property
-    def is_followup(self) -> bool:
-        return self.reason not in (NEW, NO_ANTECEDENT)
+
+@dataclass(frozen=True)
+class Context:
+    """What a later follow-up may refer back to, from one earlier turn of the chat.
+
+    Small on purpose: the JSON API takes a list of these from its client, and a chat
+    turn (``qa.chat.ChatTurn.context``) gives one.
+    """
+
+    question: str  # what was retrieved for (a follow-up already resolved)
+    speaker: str | None = None  # the speaker filter it ran with
+    cited_speaker: str | None = None  # the speaker its reply cited first
+    shown: tuple[str, ...] = ()  # ids of the passages the reader was shown (quoted)
 
 
 # --- pronouns -------------------------------------------------------------------------
@@ -168,46 +178,17 @@ def _replace_speakers(text: str, new: str | None, speakers: Sequence[str]) -> st
     return re.sub(r"\s{2,}", " ", result).strip() if new is None else result
 
 
-def _cited_speaker(answer: dict) -> str | None:
-    """The speaker of the first citation that has one."""
-    for c in answer.get("citations") or []:
-        if isinstance(c, dict) and c.get("speaker"):
-            return str(c["speaker"])
-    return None
-
-
-def _cited_ids(answer: dict) -> tuple[str, ...]:
-    """What the user has already been shown: the answer's own ``shown`` list when a UI
-    keeps one (it may quote only some citations, and keeps adding over "else" turns),
-    else every citation."""
-    shown = answer.get("shown")
-    if isinstance(shown, list | tuple):
-        return tuple(str(s) for s in shown)
-    ids = []
-    for c in answer.get("citations") or []:
-        if isinstance(c, dict):
-            ids.append(citation_id(c))
-    return tuple(ids)
-
-
-def citation_id(citation: dict) -> str:
-    """A stable id for a cited passage: its turn id, else source and offsets."""
-    if citation.get("turn_id"):
-        return str(citation["turn_id"])
-    return f"{citation.get('source', '')}:{citation.get('start', '')}-{citation.get('end', '')}"
-
-
 def _english(text: str) -> bool:
     return not re.search(r"[\u4e00-\u9fff]", text)
 
 
 def resolve_followup(
-    history: Sequence[tuple[str, dict]], question: str, speakers: Sequence[str]
+    history: Sequence[Context], question: str, speakers: Sequence[str]
 ) -> FollowUp:
     """The question (and speaker filter) to retrieve for, given the chat so far.
 
-    ``history`` holds (user question, answer dict) pairs, oldest first; the answer dict is
-    ``Answer.to_dict()``. ``speakers`` are the known speaker names.
+    ``history`` holds the earlier turns' contexts, oldest first; ``speakers`` are the
+    known speaker names.
     """
     history = list(history)[-MAX_LOOKBACK:]
     q = question.strip()
@@ -237,12 +218,12 @@ def resolve_followup(
         if _is_topicless(rest):
             if prev is None:
                 return FollowUp(q, None, NO_ANTECEDENT)
-            prev_q, prev_answer, prev_speaker = prev
+            prev_q, prev_shown, prev_speaker = prev
             return FollowUp(
                 _replace_speakers(prev_q, None, speakers),
                 None,
                 OTHERS,
-                exclude=_cited_ids(prev_answer),
+                exclude=prev_shown,
                 exclude_speaker=prev_speaker,
             )
         return FollowUp(q, None, NEW)
@@ -251,11 +232,11 @@ def resolve_followup(
     if pronoun:
         if prev is None or prev[2] is None:
             return FollowUp(q, None, NO_ANTECEDENT)
-        prev_q, prev_answer, speaker = prev
+        prev_q, prev_shown, speaker = prev
         rest = q[: pronoun.start()] + q[pronoun.end() :]
         if _is_topicless(rest):
             # 他还说了什么？ — the same question of the same speaker, minus what was shown.
-            exclude = _cited_ids(prev_answer) if _MORE_CUE.search(rest) else ()
+            exclude = prev_shown if _MORE_CUE.search(rest) else ()
             return FollowUp(
                 _replace_speakers(prev_q, speaker, speakers),
                 speaker,
@@ -275,48 +256,27 @@ def resolve_followup(
     if _MORE_CUE.search(q) and _is_topicless(q):
         if prev is None:
             return FollowUp(q, None, NO_ANTECEDENT)
-        prev_q, prev_answer, _ = prev
-        prev_filter = _previous_filter(history, speakers)
-        return FollowUp(prev_q, prev_filter, MORE, exclude=_cited_ids(prev_answer))
+        prev_q, prev_shown, _ = prev
+        return FollowUp(prev_q, history[-1].speaker, MORE, exclude=prev_shown)
 
     return FollowUp(q, None, NEW)
 
 
-def _resolved_question(user_q: str, answer: dict) -> str:
-    """What the earlier turn was actually asked as: the answer's question, else the text."""
-    asked = answer.get("question") if isinstance(answer, dict) else None
-    return str(asked) if asked else user_q
-
-
 def _previous(
-    history: Sequence[tuple[str, dict]], speakers: Sequence[str]
-) -> tuple[str, dict, str | None] | None:
-    """(resolved question, answer, speaker) of the most recent turn to refer back to.
+    history: Sequence[Context], speakers: Sequence[str]
+) -> tuple[str, tuple[str, ...], str | None] | None:
+    """(question, shown ids, speaker) of the most recent turn to refer back to.
 
     The speaker is the first cited speaker of the latest reply that cites one; failing
     that, the speaker that turn was restricted to or named.
     """
     if not history:
         return None
-    user_q, answer = history[-1]
-    answer = answer if isinstance(answer, dict) else {}
-    prev_q = _resolved_question(user_q, answer)
-    speaker = None
-    for _, ans in reversed(history):
-        speaker = _cited_speaker(ans if isinstance(ans, dict) else {})
-        if speaker:
-            break
+    last = history[-1]
+    speaker = next((c.cited_speaker for c in reversed(history) if c.cited_speaker), None)
     if speaker is None:
-        speaker = _previous_filter(history, speakers)
+        speaker = last.speaker
     if speaker is None:
-        named = {m[2] for m in find_speakers(prev_q, speakers)}
+        named = {m[2] for m in find_speakers(last.question, speakers)}
         speaker = next(iter(named)) if len(named) == 1 else None
-    return prev_q, answer, speaker
-
-
-def _previous_filter(history: Sequence[tuple[str, dict]], speakers: Sequence[str]) -> str | None:
-    """The speaker the latest turn was restricted to, by resolving it in turn."""
-    if not history:
-        return None
-    *earlier, (user_q, _) = history
-    return resolve_followup(earlier, user_q, speakers).speaker
+    return last.question, tuple(last.shown), speaker

@@ -22,25 +22,26 @@ import json
 import logging
 import math
 import os
-import shutil
-import tempfile
 import threading
 import time
 import unicodedata
-import uuid
 import zipfile
 from array import array
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, Literal
 
 import faiss
 import jieba
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from scipy import sparse
+from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
-from .errors import IndexProblem
+from . import atomic
+from .errors import IndexProblem, IndexUnwritable
 from .types import Passage, Turn
 
 Progress = Callable[[str], object] | None
@@ -53,6 +54,7 @@ PASSAGES = "passages.json"
 TURNS = "turns.json"
 DATA_FILES = (VECTORS, BM25, PASSAGES, TURNS)
 SENTENCES = "sentences.npz"  # optional: sentence spans + vectors (see SentenceIndex)
+KNOWN_FILES = (MANIFEST, *DATA_FILES, SENTENCES)  # a folder holding only these is ours
 REBUILD = "rebuild it with `qa index`"
 
 # Dense search is exact over at most this many rows; bigger indexes get an HNSW graph.
@@ -272,55 +274,19 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _check_replaceable(index_dir: Path) -> None:
-    """Refuse to swap away a folder that is not an index (a typo'd --index must not eat data)."""
-    if not index_dir.exists():
-        return
-    if not index_dir.is_dir():
-        raise IndexProblem(f"{index_dir} is a file, not an index folder: choose another --index")
-    if any(index_dir.iterdir()) and not (index_dir / MANIFEST).exists():
-        raise IndexProblem(
-            f"{index_dir} is a non-empty folder that is not an index: "
-            "choose another --index path or empty it"
+def check_buildable(index_dir: Path) -> None:
+    """Refuse, before any work, an --index that is a file or a folder this project did not
+    make (a typo'd path must not eat data), and a folder where a build cannot be written."""
+    index_dir = Path(index_dir)
+    problem = atomic.refusal(index_dir, KNOWN_FILES)
+    if problem:
+        raise IndexProblem(f"{problem}: choose another --index path (or QA_INDEX)")
+    problem = atomic.unwritable(index_dir)
+    if problem:
+        raise IndexUnwritable(
+            f"cannot build the index at {index_dir}: {problem}; make it writable or choose "
+            "a writable --index path (or QA_INDEX)"
         )
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _clear_leftovers(index_dir: Path) -> None:
-    """Delete temp folders that builds killed mid-way left next to the index."""
-    for prefix in (f".{index_dir.name}.building-", f".{index_dir.name}.old-"):
-        for path in index_dir.parent.iterdir():
-            if not path.name.startswith(prefix):
-                continue
-            pid = path.name[len(prefix) :].split("-", 1)[0]
-            if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
-                shutil.rmtree(path, ignore_errors=True)
-
-
-def _swap_in(new_dir: Path, index_dir: Path) -> None:
-    """Put the finished folder in place; on failure the previous index is put back."""
-    old_dir = None
-    if index_dir.exists():
-        old_dir = index_dir.parent / f".{index_dir.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        os.rename(index_dir, old_dir)
-    try:
-        os.rename(new_dir, index_dir)
-    except BaseException:
-        if old_dir is not None:
-            os.rename(old_dir, index_dir)
-        raise
-    _fsync(index_dir.parent)
-    if old_dir is not None:
-        shutil.rmtree(old_dir, ignore_errors=True)
 
 
 def build_index(
@@ -367,80 +333,50 @@ def build_index(
     if len(keyword_texts) != n:
         raise ValueError(f"need one keyword text per passage: {n} vs {len(keyword_texts)}")
 
-    _check_replaceable(index_dir)
-    index_dir.parent.mkdir(parents=True, exist_ok=True)
-    _clear_leftovers(index_dir)
-    work = Path(
-        tempfile.mkdtemp(prefix=f".{index_dir.name}.building-{os.getpid()}-", dir=index_dir.parent)
-    )
+    check_buildable(index_dir)
     try:
-        vectors = _normalised(vectors)
-        kind = "exact" if n <= EXACT_SEARCH_LIMIT else "HNSW graph"
-        _say(
-            progress,
-            f"index: dense search ({kind}) over {n:,} vectors of {vectors.shape[1]} dimensions, "
-            "keyword search (BM25) alongside…",
-        )
-        # the graph and the tokenizer each keep a core busy: build them side by side
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="qa-dense-index") as pool:
-            dense_job = pool.submit(_build_dense, vectors, work / VECTORS)
-            weights, vocabulary = _build_bm25(keyword_texts, progress)
-            if not dense_job.done():
-                _say(progress, "index: keyword search done; waiting for the dense index…")
-            dense_info = dense_job.result()
-        np.savez(
-            work / BM25,
-            data=weights.data,
-            indices=weights.indices,
-            indptr=weights.indptr,
-            shape=np.asarray(weights.shape, dtype=np.int64),
-            vocabulary_json=np.frombuffer(
-                json.dumps(vocabulary, ensure_ascii=False).encode("utf-8"), dtype=np.uint8
-            ),
-        )
-        _write_json(work / PASSAGES, [p.to_dict() for p in passages])
-        _write_json(work / TURNS, [t.to_dict() for t in turns])
-        written = DATA_FILES
-        if sentences is not None:  # -- sentence-level evidence (helper "quality") --
-            sentences.save(work / SENTENCES, turn_ids)
-            written = (*DATA_FILES, SENTENCES)
-
-        files = {}
-        for name in written:
-            _fsync(work / name)
-            files[name] = {
-                "sha256": _sha256_file(work / name),
-                "bytes": (work / name).stat().st_size,
+        with atomic.building(index_dir) as work:
+            files, dense_info, vocabulary = _write_files(
+                work, passages, turns, vectors, keyword_texts, progress
+            )
+            if sentences is not None:  # -- sentence-level evidence (helper "quality") --
+                sentences.save(work / SENTENCES, turn_ids)
+                _fsync(work / SENTENCES)
+                files[SENTENCES] = {
+                    "sha256": _sha256_file(work / SENTENCES),
+                    "bytes": (work / SENTENCES).stat().st_size,
+                }
+            manifest = {
+                "format_version": FORMAT_VERSION,
+                "created": datetime.now(UTC).isoformat(timespec="seconds"),
+                "model": model_name,
+                "settings": settings or {},
+                "dimension": int(vectors.shape[1]),
+                "corpus": dict(sorted(corpus_hashes.items())),
+                "counts": {
+                    "turns": len(turns),
+                    "passages": n,
+                    "vocabulary": len(vocabulary),
+                    **({"sentences": len(sentences)} if sentences is not None else {}),
+                },
+                "dense": dense_info,
+                "keyword": {
+                    "scheme": "bm25",
+                    "k1": BM25_K1,
+                    "b": BM25_B,
+                    "tokenizer": tokenizer_signature(),
+                },
+                "files": files,
+                "build_seconds": round(time.perf_counter() - t0, 2),
             }
-        manifest = {
-            "format_version": FORMAT_VERSION,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "model": model_name,
-            "settings": settings or {},
-            "dimension": int(vectors.shape[1]),
-            "corpus": dict(sorted(corpus_hashes.items())),
-            "counts": {
-                "turns": len(turns),
-                "passages": n,
-                "vocabulary": len(vocabulary),
-                **({"sentences": len(sentences)} if sentences is not None else {}),
-            },
-            "dense": dense_info,
-            "keyword": {
-                "scheme": "bm25",
-                "k1": BM25_K1,
-                "b": BM25_B,
-                "tokenizer": tokenizer_signature(),
-            },
-            "files": files,
-            "build_seconds": round(time.perf_counter() - t0, 2),
-        }
-        (work / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=2), "utf-8")
-        _fsync(work / MANIFEST)
-        _swap_in(work, index_dir)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
+            text = json.dumps(manifest, ensure_ascii=False, indent=2)
+            (work / MANIFEST).write_text(text, "utf-8")
+            _fsync(work / MANIFEST)
+    except OSError as exc:  # full disk, folder made read-only mid-build, …
+        raise IndexUnwritable(
+            f"cannot write the index at {index_dir} ({exc.strerror or exc}); the previous "
+            "index is untouched: free some space or choose another --index path"
+        ) from None
     size = sum(f["bytes"] for f in files.values())
     _say(
         progress,
@@ -449,16 +385,151 @@ def build_index(
     )
 
 
+def _write_files(
+    work: Path,
+    passages: list[Passage],
+    turns: list[Turn],
+    vectors: np.ndarray,
+    keyword_texts: Sequence[str],
+    progress: Progress,
+) -> tuple[dict, dict, list[str]]:
+    """Every data file of an index into ``work``; returns (checksums, dense info, vocabulary)."""
+    n = len(passages)
+    vectors = _normalised(vectors)
+    kind = "exact" if n <= EXACT_SEARCH_LIMIT else "HNSW graph"
+    _say(
+        progress,
+        f"index: dense search ({kind}) over {n:,} vectors of {vectors.shape[1]} dimensions, "
+        "keyword search (BM25) alongside…",
+    )
+    # the graph and the tokenizer each keep a core busy: build them side by side
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="qa-dense-index") as pool:
+        dense_job = pool.submit(_build_dense, vectors, work / VECTORS)
+        weights, vocabulary = _build_bm25(keyword_texts, progress)
+        if not dense_job.done():
+            _say(progress, "index: keyword search done; waiting for the dense index…")
+        dense_info = dense_job.result()
+    np.savez(
+        work / BM25,
+        data=weights.data,
+        indices=weights.indices,
+        indptr=weights.indptr,
+        shape=np.asarray(weights.shape, dtype=np.int64),
+        vocabulary_json=np.frombuffer(
+            json.dumps(vocabulary, ensure_ascii=False).encode("utf-8"), dtype=np.uint8
+        ),
+    )
+    _write_json(work / PASSAGES, [p.to_dict() for p in passages])
+    _write_json(work / TURNS, [t.to_dict() for t in turns])
+    files = {}
+    for name in DATA_FILES:
+        _fsync(work / name)
+        files[name] = {
+            "sha256": _sha256_file(work / name),
+            "bytes": (work / name).stat().st_size,
+        }
+    return files, dense_info, vocabulary
+
+
 # ---------------------------------------------------------------------------------------
 # freshness
 
 
-def _read_manifest(index_dir: Path) -> dict | None:
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
+class _FileEntry(_Strict):
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    bytes: int = Field(ge=0)
+
+
+class _Dense(_Strict):
+    type: Literal["IndexFlatIP", "IndexHNSWFlat"]
+    metric: Literal["inner_product"]
+    exact: bool
+    ef_search: int | None = Field(default=None, ge=1)
+
+
+class _Keyword(_Strict):
+    scheme: Literal["bm25"]
+    k1: float
+    b: float
+    tokenizer: str
+
+
+class Manifest(_Strict):
+    """What manifest.json must hold; anything else is a corrupt index (rebuilt)."""
+
+    format_version: int
+    created: str
+    model: str
+    settings: dict[str, Any]
+    dimension: int = Field(gt=0)
+    corpus: dict[str, str]
+    counts: dict[str, int]
+    dense: _Dense
+    keyword: _Keyword
+    files: dict[str, _FileEntry]
+
+
+class _PassageRecord(TypedDict):
+    id: int
+    turn_id: str
+    text: str
+    source: str
+    start: int
+    end: int
+
+
+class _TurnRecord(TypedDict):
+    id: str
+    source: str
+    article: str
+    section: list[str]
+    speaker: str | None
+    speaker_title: str | None
+    asked: str | None
+    kind: str
+    text: str
+    start: int
+    end: int
+
+
+_STRICT = ConfigDict(strict=True)
+_PASSAGES = TypeAdapter(list[_PassageRecord], config=_STRICT)
+_TURNS = TypeAdapter(list[_TurnRecord], config=_STRICT)
+
+
+def _schema_error(exc: ValidationError) -> str:
+    """The first mismatch as a short phrase: 'files: Input should be a valid dictionary'."""
+    first = exc.errors(include_url=False)[0]
+    where = ".".join(str(p) for p in first["loc"]) or "top level"
+    return f"{where}: {first['msg']}"
+
+
+def read_manifest(index_dir: Path) -> tuple[dict | None, str | None]:
+    """(the manifest, None) when it exists and has the right shape, else (None, why not).
+
+    The dict is the file as written (validated), so callers may read fields directly.
+    An older format is reported as such before its shape is judged.
+    """
     try:
-        manifest = json.loads((index_dir / MANIFEST).read_text("utf-8"))
+        raw = json.loads((Path(index_dir) / MANIFEST).read_text("utf-8"))
+    except FileNotFoundError:
+        return None, f"{MANIFEST} missing"
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    return manifest if isinstance(manifest, dict) else None
+        return None, f"{MANIFEST} is not valid JSON"
+    if isinstance(raw, dict) and raw.get("format_version") != FORMAT_VERSION:
+        return None, (
+            f"format {raw.get('format_version')!r}, "
+            f"this version of qa reads format {FORMAT_VERSION}"
+        )
+    try:
+        Manifest.model_validate(raw)
+    except ValidationError as exc:
+        return None, f"{MANIFEST} malformed ({_schema_error(exc)})"
+    return raw, None
 
 
 def _name_some(names: list[str], limit: int = 3) -> str:
@@ -475,21 +546,16 @@ def stale_reason(
     Checksums are verified by load_index.
     """
     index_dir = Path(index_dir)
-    if not (index_dir / MANIFEST).is_file():
+    if not index_dir.exists():
         return "no index yet"
-    manifest = _read_manifest(index_dir)
+    manifest, problem = read_manifest(index_dir)
     if manifest is None:
-        return "the index manifest is unreadable"
-    if manifest.get("format_version") != FORMAT_VERSION:
-        return (
-            f"the index has format {manifest.get('format_version')}, "
-            f"this version of qa needs format {FORMAT_VERSION}"
-        )
+        return f"the index is unusable: {problem}"
     if manifest.get("model") != model_name:
         return f"the index was built with model {manifest.get('model')}, not {model_name}"
     if settings is not None and manifest.get("settings") != settings:
         return "the index was built with other passage settings (chunking or embedded text)"
-    built = manifest.get("corpus") or {}
+    built = manifest["corpus"]
     added = sorted(set(corpus_hashes) - set(built))
     removed = sorted(set(built) - set(corpus_hashes))
     changed = sorted(f for f in set(built) & set(corpus_hashes) if built[f] != corpus_hashes[f])
@@ -500,14 +566,15 @@ def stale_reason(
             if names
         ]
         return "corpus changed: " + "; ".join(parts)
-    if (manifest.get("keyword") or {}).get("tokenizer") != tokenizer_signature():
+    if manifest["keyword"]["tokenizer"] != tokenizer_signature():
         return "the keyword tokenizer changed since the index was built"
-    files = manifest.get("files") or {}
+    files = manifest["files"]
     damaged = [
         name
         for name in DATA_FILES
         if not (index_dir / name).is_file()
-        or (index_dir / name).stat().st_size != (files.get(name) or {}).get("bytes")
+        or name not in files
+        or (index_dir / name).stat().st_size != files[name]["bytes"]
     ]
     if damaged:
         return f"index files missing or damaged: {', '.join(damaged)}"
@@ -559,10 +626,6 @@ class IndexStore:
     @property
     def dimension(self) -> int:
         return int(self.manifest["dimension"])
-
-    @property
-    def model_name(self) -> str:
-        return str(self.manifest["model"])
 
     def _check_allowed(self, allowed: np.ndarray | None) -> np.ndarray | None:
         if allowed is None:
@@ -674,62 +737,48 @@ def load_index(index_dir: Path) -> IndexStore:
     index_dir = Path(index_dir)
     if not index_dir.is_dir():
         raise IndexProblem(f"no index at {index_dir}: build it with `qa index`")
-    if not (index_dir / MANIFEST).is_file():
-        raise IndexProblem(f"index at {index_dir} is incomplete ({MANIFEST} missing): {REBUILD}")
-    manifest = _read_manifest(index_dir)
+    manifest, problem = read_manifest(index_dir)
     if manifest is None:
-        raise _corrupt(index_dir, f"{MANIFEST} is not valid JSON")
-    version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
-        raise IndexProblem(
-            f"index at {index_dir} has format {version}, this version of qa reads format "
-            f"{FORMAT_VERSION}: {REBUILD}"
-        )
-    files = manifest.get("files")
-    if not isinstance(files, dict):
-        raise _corrupt(index_dir, f"{MANIFEST} lists no file checksums")
+        raise _corrupt(index_dir, problem or "")
+    files = manifest["files"]
     for name in DATA_FILES:
         path = index_dir / name
         if not path.is_file():
             raise IndexProblem(f"index at {index_dir} is incomplete ({name} missing): {REBUILD}")
-        expected = (files.get(name) or {}).get("sha256")
-        if _sha256_file(path) != expected:
+        if name not in files or _sha256_file(path) != files[name]["sha256"]:
             raise _corrupt(index_dir, f"{name} checksum mismatch")
 
     try:
-        passages = [Passage(**d) for d in json.loads((index_dir / PASSAGES).read_text("utf-8"))]
-    except (ValueError, TypeError, KeyError) as exc:
-        raise _corrupt(index_dir, f"{PASSAGES} unreadable: {exc.__class__.__name__}") from None
+        records = _PASSAGES.validate_json((index_dir / PASSAGES).read_bytes())
+        passages = [Passage(**d) for d in records]
+    except ValidationError as exc:
+        raise _corrupt(index_dir, f"{PASSAGES} malformed ({_schema_error(exc)})") from None
     try:
-        turn_list = [_turn_from_dict(d) for d in json.loads((index_dir / TURNS).read_text("utf-8"))]
-    except (ValueError, TypeError, KeyError) as exc:
-        raise _corrupt(index_dir, f"{TURNS} unreadable: {exc.__class__.__name__}") from None
+        turn_records = _TURNS.validate_json((index_dir / TURNS).read_bytes())
+        turn_list = [_turn_from_dict(d) for d in turn_records]
+    except ValidationError as exc:
+        raise _corrupt(index_dir, f"{TURNS} malformed ({_schema_error(exc)})") from None
     try:
         dense = faiss.read_index(str(index_dir / VECTORS))
     except RuntimeError:
         raise _corrupt(index_dir, f"{VECTORS} unreadable") from None
-    try:
-        with np.load(index_dir / BM25, allow_pickle=False) as npz:
-            shape = tuple(int(x) for x in npz["shape"])
-            weights = sparse.csc_matrix((npz["data"], npz["indices"], npz["indptr"]), shape=shape)
-            vocabulary = json.loads(npz["vocabulary_json"].tobytes().decode("utf-8"))
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-        raise _corrupt(index_dir, f"{BM25} unreadable: {exc.__class__.__name__}") from None
+    expected_type = manifest["dense"]["type"]
+    if type(dense).__name__ != expected_type:  # read_index returns the concrete class
+        raise _corrupt(index_dir, f"{VECTORS} is not an {expected_type}")
+    if dense.metric_type != faiss.METRIC_INNER_PRODUCT:
+        raise _corrupt(index_dir, f"{VECTORS} does not use inner product")
+    weights, vocabulary = _read_bm25(index_dir, len(passages))
 
     n = len(passages)
     if dense.ntotal != n:
         raise _corrupt(index_dir, f"{dense.ntotal} vectors for {n} passages")
-    if dense.d != manifest.get("dimension"):
+    if dense.d != manifest["dimension"]:
         raise _corrupt(index_dir, f"vectors have {dense.d} dimensions, manifest says otherwise")
-    if weights.shape != (n, len(vocabulary)):
-        raise _corrupt(index_dir, f"keyword weights shaped {weights.shape} for {n} passages")
     if any(p.id != row for row, p in enumerate(passages)):
         raise _corrupt(index_dir, "passage ids out of order")
     turns = {t.id: t for t in turn_list}
     if any(p.turn_id not in turns for p in passages):
         raise _corrupt(index_dir, "a passage refers to a missing turn")
-    if "dense" not in manifest or "model" not in manifest:
-        raise _corrupt(index_dir, f"{MANIFEST} lacks the model or index type")
     sentences = None
     if SENTENCES in files:  # -- sentence-level evidence (helper "quality") --
         path = index_dir / SENTENCES
@@ -737,13 +786,55 @@ def load_index(index_dir: Path) -> IndexStore:
             raise IndexProblem(
                 f"index at {index_dir} is incomplete ({SENTENCES} missing): {REBUILD}"
             )
-        if _sha256_file(path) != (files.get(SENTENCES) or {}).get("sha256"):
+        if _sha256_file(path) != files[SENTENCES]["sha256"]:
             raise _corrupt(index_dir, f"{SENTENCES} checksum mismatch")
         sentences = SentenceIndex.load(path, turns, dense.d)
         if sentences is None:
-            raise _corrupt(index_dir, f"{SENTENCES} unreadable")
+            raise _corrupt(index_dir, f"{SENTENCES} malformed")
     _tokenizer()  # load jieba now, not during the first question
     return IndexStore(index_dir, manifest, turns, passages, dense, weights, vocabulary, sentences)
+
+
+# bm25.npz arrays: (name, dtype kinds allowed); every one 1-D
+_BM25_ARRAYS = {"data": "f", "indices": "iu", "indptr": "iu", "shape": "iu", "vocabulary_json": "u"}
+
+
+def _read_bm25(index_dir: Path, n: int) -> tuple[sparse.csc_matrix, list[str]]:
+    """The keyword weights after checking every array's dtype and shape (np.load never
+    unpickles here), so a wrong-typed file is a corrupt index, not a crash at query time."""
+    bad = f"{BM25} malformed"
+    try:
+        with np.load(index_dir / BM25, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in _BM25_ARRAYS}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise _corrupt(index_dir, f"{BM25} unreadable: {exc.__class__.__name__}") from None
+    for name, kinds in _BM25_ARRAYS.items():
+        if arrays[name].ndim != 1 or arrays[name].dtype.kind not in kinds:
+            raise _corrupt(index_dir, f"{bad} ({name}: {arrays[name].dtype} {arrays[name].shape})")
+    try:
+        vocabulary = json.loads(arrays["vocabulary_json"].astype(np.uint8).tobytes().decode())
+    except (UnicodeDecodeError, ValueError):
+        raise _corrupt(index_dir, f"{bad} (vocabulary is not JSON)") from None
+    if not isinstance(vocabulary, list) or not all(isinstance(t, str) for t in vocabulary):
+        raise _corrupt(index_dir, f"{bad} (vocabulary is not a list of terms)")
+    data, indices, indptr = arrays["data"], arrays["indices"], arrays["indptr"]
+    shape = tuple(int(x) for x in arrays["shape"])
+    if shape != (n, len(vocabulary)):
+        raise _corrupt(index_dir, f"keyword weights shaped {shape} for {n} passages")
+    if (
+        len(indptr) != shape[1] + 1
+        or len(indices) != len(data)
+        or indptr[0] != 0
+        or indptr[-1] != len(data)
+        or np.any(np.diff(indptr.astype(np.int64)) < 0)
+        or (len(indices) and (indices.min() < 0 or indices.max() >= n))
+        or not np.isfinite(data).all()
+    ):
+        raise _corrupt(index_dir, f"{bad} (sparse matrix structure)")
+    weights = sparse.csc_matrix(
+        (data.astype(np.float32), indices.astype(np.int32), indptr.astype(np.int64)), shape=shape
+    )
+    return weights, vocabulary
 
 
 # ---------------------------------------------------------------------------------------

@@ -10,6 +10,11 @@ from dataclasses import asdict, dataclass, field
 SECTION_SEP = " › "
 
 
+def section_path(*parts: str | None) -> str:
+    """'article › section › subsection', empty parts left out: the one way a place is written."""
+    return SECTION_SEP.join(p for p in parts if p)
+
+
 @dataclass(frozen=True)
 class Turn:
     """One speaker turn (or one commentary section, intro paragraph, bio) of one article.

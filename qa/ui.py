@@ -1,317 +1,63 @@
-"""The Gradio chat: the experts' own words, each cited to who said it and where.
+"""The Gradio chat: layout and event handlers; the turn itself is ``qa.chat.next_turn``.
 
-Every string that comes from a user or from the corpus goes through ``esc`` before it
-reaches the chat, which renders Markdown and HTML: a question like
-``<img src=x onerror=alert(1)>`` must show as text, and a passage with ``*`` or ``$``
-must not turn into emphasis or maths. Replies are built as one-line HTML (no blank
-lines) so Markdown never reaches inside them.
+Rendering is ``qa.render``, the vote log ``qa.feedback``, the page's who's-who and
+examples ``qa.guide``. This module only wires them to Gradio components.
 """
 
 from __future__ import annotations
 
-import html
-import json
-import os
-import re
-import threading
+import logging
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-
-import gradio as gr  # noqa: E402  (analytics must be off before the import)
-
-from .engine import MAX_K, MAX_QUESTION_CHARS, Engine, clean_question  # noqa: E402
-from .errors import BadQuestion, QAError  # noqa: E402
-from .followup import (  # noqa: E402
-    MORE,
-    NO_ANTECEDENT,
-    OTHERS,
-    PRONOUN,
-    SPEAKER_SWITCH,
-    FollowUp,
-    citation_id,
-    english_name,
-    resolve_followup,
+from .chat import ChatTurn, next_turn
+from .engine import MAX_K, Engine, clean_question
+from .errors import BadQuestion, QAError
+from .feedback import FeedbackLog, FeedbackRefused, default_feedback_path, vote_of
+from .guide import APP_TITLE, CorpusGuide, corpus_guide
+from .render import (
+    bad_input_message,
+    esc,
+    render_error,
+    render_status,
+    render_user,
+    reply_pieces,
+    wrap_reply,
 )
+from .web import gr  # qa.web turns Gradio's analytics off before importing it
 
-APP_TITLE = "智慧名城 QA"
-QUOTED = 3  # citations quoted in the reply body; the rest are listed as sources only
-SPOKEN = ("answer", "commentary", "paragraph")  # kinds of turn that are someone's words
+log = logging.getLogger(__name__)
 STREAM_PAUSE_S = 0.04  # between streamed pieces: long enough to see, short enough not to wait
-
-MAX_NAMES = 5  # names the header lists before "等"
-MAX_EXAMPLES_ZH = 4
-GENERIC_EN = "What are the biggest challenges, according to the experts?"
-
-# --- escaping and rendering -----------------------------------------------------------
-
-# Characters Markdown (or KaTeX, or the chat's autolinker) would act on, as entities.
-_MD_ACTIVE = str.maketrans({c: f"&#{ord(c)};" for c in "\\`*_[]()~$|!#{}:"})
+UNEXPECTED = "出了点问题，请再试一次。Something went wrong; please try again."
 
 
-def esc(text: object) -> str:
-    """``text`` as inert HTML: tags, entities and Markdown syntax all shown literally."""
-    out = html.escape(str(text), quote=True).translate(_MD_ACTIVE)
-    return out.replace("\r\n", "\n").replace("\n", "<br>")
-
-
-def highlight_html(full_text: str, highlight: str) -> str:
-    """The passage, escaped, with the supporting sentence wrapped in ``<mark>``."""
-    if highlight:
-        at = full_text.find(highlight)
-        if at >= 0:
-            end = at + len(highlight)
-            return f"{esc(full_text[:at])}<mark>{esc(highlight)}</mark>{esc(full_text[end:])}"
-    return esc(full_text)
-
-
-def _who(c: dict) -> str:
-    if c.get("speaker"):
-        return str(c["speaker"])
-    return str(c.get("article") or c.get("source") or "原文")
-
-
-def _where(c: dict) -> str:
-    return " › ".join(p for p in (c.get("article"), c.get("section")) if p)
-
-
-def _asked(c: dict) -> str:
-    """The interviewer's question (the index keeps it without the interviewer's name)."""
-    return str(c.get("asked") or "")
-
-
-_KIND_LABEL = {
-    "answer": "专访回答",
-    "commentary": "评论文章",
-    "intro": "导语",
-    "bio": "简介",
-    "paragraph": "正文",
-    "question": "提问",
-}
-
-
-def render_quote(c: dict) -> str:
-    """One expert quote for the answer body: the supporting words and who said them."""
-    return (
-        '<div class="qa-quote">'
-        f'<div class="qa-quote-text">“{esc(c.get("highlight") or c.get("text") or "")}”</div>'
-        f'<div class="qa-quote-by">— {esc(_who(c))}'
-        f'<a class="qa-ref" title="出处 {int(c["rank"])}">[{int(c["rank"])}]</a></div>'
-        "</div>"
-    )
-
-
-def render_citation(c: dict) -> str:
-    """A citation card: number, speaker and title, where, the question; opens to the passage."""
-    rank = int(c["rank"])
-    title = c.get("speaker_title")
-    kind = _KIND_LABEL.get(str(c.get("kind") or ""), "")
-    asked = _asked(c)
-    full = str(c.get("full_text") or c.get("text") or "")
-    parts = [
-        f'<details class="qa-cite" data-rank="{rank}"',
-        f' data-speaker="{esc(c.get("speaker") or "")}">',
-        "<summary>",
-        f'<span class="qa-num">{rank}</span>',
-        '<span class="qa-cite-head">',
-        f'<span class="qa-speaker">{esc(_who(c))}</span>',
-        f'<span class="qa-title">{esc(title)}</span>' if title else "",
-        f'<span class="qa-kind">{esc(kind)}</span>' if kind else "",
-        f'<span class="qa-where">{esc(_where(c))}</span>' if _where(c) else "",
-        f'<span class="qa-asked"><b>问</b>{esc(asked)}</span>' if asked else "",
-        "</span>",
-        '<span class="qa-open">全文 ▸</span>',
-        "</summary>",
-        f'<div class="qa-full">{highlight_html(full, str(c.get("highlight") or ""))}</div>',
-        f'<div class="qa-src">{esc(c.get("source") or "")} · {int(c.get("start") or 0)}'
-        f"–{int(c.get('end') or 0)}</div>",
-        "</details>",
-    ]
-    return "".join(parts)
-
-
-def _note(fu: FollowUp | None, speaker_filter: str | None, section: str | None) -> str:
-    """One line saying how a follow-up was understood, so nothing happens behind the back."""
-    bits = []
-    if fu is not None and fu.reason in (PRONOUN, MORE, SPEAKER_SWITCH, OTHERS):
-        label = {
-            PRONOUN: "追问",
-            MORE: "继续追问",
-            SPEAKER_SWITCH: "换一位专家",
-            OTHERS: "其他专家",
-        }[fu.reason]
-        bits.append(f"{label} · 理解为：{esc(fu.question)}")
-    if speaker_filter:
-        bits.append(f"只看 {esc(speaker_filter)}")
-    if fu is not None and fu.exclude_speaker:
-        bits.append(f"不含 {esc(fu.exclude_speaker)}")
-    if section:
-        bits.append(f"栏目：{esc(section)}")
-    if fu is not None and fu.reason == NO_ANTECEDENT:
-        bits.append("没有可追问的上文，按新问题回答")
-    if not bits:
-        return ""
-    return f'<div class="qa-note">↳ {"　".join(bits)}</div>'
-
-
-def reply_pieces(
-    answer: dict,
-    fu: FollowUp | None = None,
-    speaker: str | None = None,
-    section: str | None = None,
-    more_exhausted: bool = False,
-) -> list[str]:
-    """The reply as HTML pieces, in the order they stream in; joined, they are the reply."""
-    pieces = [_note(fu, speaker, section)] if _note(fu, speaker, section) else []
-    cites = answer.get("citations") or []
-    if more_exhausted:
-        who = esc(speaker or "这位专家")
-        pieces.append(
-            f'<div class="qa-empty">{who}关于这个话题的发言都已列出。'
-            '<span class="qa-en">That is all this speaker said on it.</span></div>'
-        )
-        return pieces
-    if not answer.get("answerable") or not cites:
-        pieces.append(
-            '<div class="qa-empty">访谈中没有能回答这个问题的专家原话。'
-            '<span class="qa-en">The interviews do not answer this question.</span></div>'
-        )
-        topics = answer.get("suggestions") or []
-        if topics:
-            items = "".join(f"<li>{esc(t)}</li>" for t in topics)
-            pieces.append(
-                '<div class="qa-topics"><div class="qa-label">相近的话题 Closest topics'
-                f"（点下方话题可直接提问 · click one below to ask）</div><ul>{items}</ul></div>"
-            )
-        return pieces
-    # only words someone said are quoted; a bio or an intro is a source, not a quote
-    quoted = [c for c in cites if c.get("kind", "answer") in SPOKEN][:QUOTED] or cites[:1]
-    pieces.append('<div class="qa-label">专家原话 In their words</div>')
-    pieces.extend(render_quote(c) for c in quoted)
-    pieces.append(f'<div class="qa-label">出处 Sources · {len(cites)}</div>')
-    pieces.extend(render_citation(c) for c in cites)
-    return pieces
-
-
-def wrap_reply(pieces: Sequence[str], pending: bool = False) -> str:
-    body = "".join(pieces)
-    if pending:
-        body += '<div class="qa-pending">正在查找专家原话… Searching…</div>'
-    return f'<div class="qa-reply">{body}</div>'
-
-
-def render_user(question: str) -> str:
-    """The user's own words, shown literally."""
-    return f'<div class="qa-user">{esc(question)}</div>'
-
-
-# --- feedback -------------------------------------------------------------------------
-
-
-class FeedbackLog:
-    """Appends one JSON line per like/dislike; a lock keeps concurrent lines whole."""
-
-    def __init__(self, path: Path | str):
-        self.path = Path(path)
-        self._lock = threading.Lock()
-
-    def record(self, question: str, answer: dict, vote: str) -> dict:
-        row = {
-            "time": datetime.now(UTC).isoformat(timespec="seconds"),
-            "vote": vote,
-            "question": question,
-            "asked": answer.get("question"),
-            "answer": answer.get("answer", ""),
-            "answerable": answer.get("answerable"),
-            "citation_ids": [citation_id(c) for c in answer.get("citations") or []],
-        }
-        line = json.dumps(row, ensure_ascii=False)
-        with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as f:
-                f.write(line + "\n")
-        return row
-
-
-def default_feedback_path() -> Path:
-    return Path(os.environ.get("QA_FEEDBACK") or "feedback.jsonl")
-
-
-# --- the chat logic (plain functions: testable without a browser) -----------------------
-
-
-def answer_turn(
-    engine: Engine,
-    turns: Sequence[dict],
-    question: str,
-    k: int = 5,
-    speaker: str | None = None,
-    section: str | None = None,
-) -> tuple[dict, FollowUp, str | None, bool]:
-    """Resolve a follow-up, ask, and drop what an "else" follow-up has already shown.
-
-    The answer dict keeps ``shown``: the citations quoted so far in this thread of "else"
-    follow-ups, so "他还说了什么？" asked twice moves on each time.
-    Returns (answer dict as shown, follow-up, speaker used, nothing-more-to-show).
-    """
-    history = [(t["question"], t["answer"]) for t in turns]
-    names = [name for name, _ in engine.speakers]
-    fu = resolve_followup(history, question, names)
-    spk = speaker or fu.speaker
-    exclude = set(fu.exclude)
-    ask_k = min(MAX_K, k + len(exclude) + (k if fu.exclude_speaker else 0))
-    ans = engine.ask(fu.question, k=ask_k, speaker=spk, section=section).to_dict()
-    kept = [
-        c
-        for c in ans["citations"]
-        if citation_id(c) not in exclude
-        and not (fu.exclude_speaker and c.get("speaker") == fu.exclude_speaker)
-        # "what else did he say" wants his words, not his bio
-        and (fu.reason != MORE or c.get("kind", "answer") in SPOKEN)
-    ][:k]
-    exhausted = bool(ans["answerable"] and ans["citations"] and not kept)
-    kept = [{**c, "rank": i + 1} for i, c in enumerate(kept)]
-    ans["citations"] = kept
-    if exhausted:
-        ans["answerable"] = False
-    quoted = [citation_id(c) for c in kept if c.get("kind", "answer") in SPOKEN][:QUOTED]
-    carried = sorted(exclude) if fu.reason == MORE else []
-    ans["shown"] = carried + [i for i in quoted if i not in carried]
-    return ans, fu, spk, exhausted
-
-
-def _too_long_message(text: str) -> str:
-    return (
-        f"问题太长（{len(text):,} 字），最多 {MAX_QUESTION_CHARS:,} 字，请精简后再问。"
-        f" Too long: at most {MAX_QUESTION_CHARS:,} characters."
-    )
-
-
-def bad_input_message(text: str, exc: BadQuestion, example: str = "") -> str:
-    """A gentle, bilingual line for input the engine refused."""
-    if not text or not text.strip() or "empty" in str(exc):
-        hint = f"，例如：{example}" if example else "。"
-        return f"请先输入一个问题{hint} Please type a question."
-    if "too long" in str(exc):
-        return _too_long_message(text)
-    return f"无法处理这个问题：{exc}"
-
-
-def _messages(turns: Sequence[dict]) -> list[dict]:
+def _messages(turns: list[ChatTurn]) -> list[dict]:
     out: list[dict] = []
     for t in turns:
-        out.append({"role": "user", "content": t["user_html"]})
-        out.append({"role": "assistant", "content": t["html"]})
+        out.append({"role": "user", "content": render_user(t.asked)})
+        out.append({"role": "assistant", "content": wrap_reply(reply_pieces(t))})
     return out
 
 
-def _status(text: str = "", kind: str = "info") -> str:
-    return f'<div class="qa-status qa-status-{kind}">{esc(text)}</div>' if text else ""
+def _client(request: gr.Request | None) -> str:
+    client = getattr(request, "client", None)
+    return str(getattr(client, "host", "") or "local")
+
+
+def like_turn(turns: list[ChatTurn], index: object) -> ChatTurn | None:
+    """The turn whose reply was voted on; None unless ``index`` is a reply of this chat.
+
+    The chat sends the message's position (an int, or [row, column]); odd rows are replies.
+    """
+    if isinstance(index, (list, tuple)):
+        index = index[0] if index else None
+    if isinstance(index, bool) or not isinstance(index, int):
+        return None
+    turn, role = divmod(index, 2)
+    if role != 1 or not 0 <= turn < len(turns):
+        return None
+    return turns[turn]
 
 
 def make_handlers(
@@ -323,69 +69,76 @@ def make_handlers(
 
     def respond(
         message: str | None,
-        turns: list[dict] | None,
+        turns: list[ChatTurn] | None,
         speaker: str | None = None,
         section: str | None = None,
         k: float | int | None = 5,
-    ) -> Iterator[tuple[list[dict], list[dict], Any, str, Any]]:
+    ) -> Iterator[tuple[list[dict], list[ChatTurn], Any, str, Any]]:
         turns = list(turns or [])
-        raw = message or ""
+        raw = message if isinstance(message, str) else ""
         try:
             question = clean_question(raw)
         except BadQuestion as exc:
-            yield (
-                _messages(turns),
-                turns,
-                gr.update(),
-                _status(bad_input_message(raw, exc, example), "warn"),
-                gr.update(),
-            )
+            status = render_status(bad_input_message(raw, exc, example), "warn")
+            yield _messages(turns), turns, gr.update(), status, gr.update()
             return
-        k_int = max(1, min(MAX_K, int(k or 5)))
-        user_html = render_user(question)
+        try:
+            k_int = max(1, min(MAX_K, int(k or 5)))
+        except (TypeError, ValueError, OverflowError):
+            k_int = 5
         pending = _messages(turns) + [
-            {"role": "user", "content": user_html},
+            {"role": "user", "content": render_user(question)},
             {"role": "assistant", "content": wrap_reply([], pending=True)},
         ]
-        yield pending, turns, "", _status(), gr.update()
+        yield pending, turns, "", render_status(), gr.update()
         try:
-            ans, fu, spk, exhausted = answer_turn(
-                engine, turns, question, k_int, speaker or None, section or None
+            turn = next_turn(
+                engine,
+                turns,
+                question,
+                k_int,
+                speaker if isinstance(speaker, str) and speaker else None,
+                section if isinstance(section, str) and section else None,
             )
         except QAError as exc:
-            pending[-1]["content"] = wrap_reply([f'<div class="qa-empty">出错了：{esc(exc)}</div>'])
-            yield pending, turns, gr.update(), _status(), gr.update()
+            pending[-1]["content"] = render_error(str(exc))
+            yield pending, turns, gr.update(), render_status(), gr.update()
             return
-        pieces = reply_pieces(ans, fu, spk, section or None, exhausted)
+        except Exception:  # a bug of ours: logged here, never shown to the client
+            log.exception("chat turn failed")
+            pending[-1]["content"] = render_error(UNEXPECTED)
+            yield pending, turns, gr.update(), render_status(), gr.update()
+            return
+        pieces = reply_pieces(turn)
         for i in range(1, len(pieces)):
             pending[-1]["content"] = wrap_reply(pieces[:i], pending=True)
-            yield pending, turns, gr.update(), _status(), gr.update()
+            yield pending, turns, gr.update(), render_status(), gr.update()
             time.sleep(STREAM_PAUSE_S)
-        final = wrap_reply(pieces)
-        turns.append({"question": question, "answer": ans, "user_html": user_html, "html": final})
-        topics = ans.get("suggestions") or []
-        if not ans.get("answerable") and topics:
+        turns.append(turn)
+        topics = turn.answer.suggestions
+        if not turn.answer.answerable and topics:
             sugg = gr.update(samples=[[t] for t in topics], visible=True)
         else:
             sugg = gr.update(visible=False)
-        yield _messages(turns), turns, gr.update(), _status(), sugg
+        yield _messages(turns), turns, gr.update(), render_status(), sugg
 
-    def on_like(turns: list[dict] | None, data: gr.LikeData) -> str:
-        turns = turns or []
-        index = data.index[0] if isinstance(data.index, (list, tuple)) else data.index
-        turn = int(index) // 2
-        if not 0 <= turn < len(turns):
-            return _status()
-        liked = data.liked
-        if isinstance(liked, str):
-            vote = liked.strip().lower() or "like"
-        else:
-            vote = "like" if liked else "dislike"
-        feedback.record(turns[turn]["question"], turns[turn]["answer"], vote)
-        return _status("感谢反馈 Thanks for the feedback.", "ok")
+    def on_like(
+        turns: list[ChatTurn] | None, data: gr.LikeData, request: gr.Request = None
+    ) -> str:
+        turn = like_turn(list(turns or []), getattr(data, "index", None))
+        if turn is None:
+            return render_status("无法记录：没有这条回答。Nothing to vote on.", "warn")
+        try:
+            feedback.record(turn, vote_of(getattr(data, "liked", None)), _client(request))
+        except FeedbackRefused as exc:
+            return render_status(f"未记录 Not recorded: {exc}", "warn")
+        except OSError:
+            log.exception("feedback not written")
+            return render_status("未记录 Not recorded.", "warn")
+        return render_status("感谢反馈 Thanks for the feedback.", "ok")
 
     def clear() -> tuple[list, list, str, str, Any]:
-        return [], [], "", _status(), gr.update(visible=False)
+        return [], [], "", render_status(), gr.update(visible=False)
 
     def ask_api(question: str, k: int = 5, speaker: str = "", section: str = "") -> dict:
         """Ask the interviews; returns the same JSON as `qa ask --json`."""
@@ -395,196 +148,44 @@ def make_handlers(
             ).to_dict()
         except QAError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
+        except (TypeError, ValueError, OverflowError):
+            raise gr.Error("k must be a whole number", print_exception=False) from None
 
     return {"respond": respond, "on_like": on_like, "clear": clear, "ask_api": ask_api}
 
 
-# --- what the corpus holds: derived from the index at start-up, never typed in ---------
-
-
-@dataclass(frozen=True)
-class CorpusGuide:
-    """Who is in the corpus and what to ask it, as the page shows it.
-
-    Everything is derived from the indexed turns, deterministically (same index, same
-    page), so the app serves any folder of interviews without a line of page-specific text.
-    """
-
-    interviewees: tuple[str, ...] = ()  # speakers of "answer" turns
-    interviewers: tuple[str, ...] = ()  # who asked: speakers of "question" turns
-    authors: tuple[str, ...] = ()  # speakers of "commentary" turns
-    experts: tuple[tuple[str, str | None], ...] = ()  # (name, title): whose words are cited
-    examples_zh: tuple[str, ...] = ()
-    examples_en: tuple[str, ...] = ()
-    followups: tuple[str, ...] = ()  # Chinese follow-up hints
-    followups_en: tuple[str, ...] = ()
-
-    @property
-    def subtitle(self) -> str:
-        """'重庆日报专访蔡之兵、卢阳春、朱旭森，以及王正攀、孙金华的评论。'"""
-        parts = []
-        if self.interviewees:
-            asked_by = _name_list(self.interviewers, 2, "家")
-            parts.append(f"{asked_by}专访{_name_list(self.interviewees, MAX_NAMES, '位专家')}")
-        if self.authors:
-            authors = _name_list(self.authors, MAX_NAMES, "位作者")
-            parts.append(f"以及{authors}的评论" if parts else f"{authors}的评论文章")
-        return "，".join(parts) + "。" if parts else ""
-
-    def header_html(self) -> str:
-        brand, _, rest = APP_TITLE.partition(" ")
-        return (
-            f'<div id="qa-header"><h1><span class="qa-brand">{esc(brand)}</span> {esc(rest)}'
-            " · 专家访谈问答</h1>"
-            f"<p>{esc(self.subtitle)}提问（中文或英文），得到专家原话与出处。</p>"
-            '<p class="qa-en">Ask in Chinese or English; get the experts\' own words, cited.</p>'
-            "</div>"
-        )
-
-    def placeholder(self, english: bool = False) -> str:
-        """The empty chat's text: one example question and the follow-ups it invites."""
-        title = "Ask the experts · 问专家" if english else "问专家 · Ask the experts"
-        examples = self.examples_en if english else self.examples_zh
-        hints = self.followups_en if english else self.followups
-        lines = [f"<b>{title}</b>"]
-        if examples:
-            lines.append(("e.g. " if english else "例如：") + esc(examples[0]))
-        if hints:
-            lines.append(
-                ("Follow up: " if english else "可以追问：") + " / ".join(map(esc, hints[:2]))
-            )
-        return f"<div style='text-align:center;color:#6a737d'>{'<br>'.join(lines)}</div>"
-
-
-def _name_list(names: Sequence[str], cap: int, unit: str) -> str:
-    """'甲、乙、丙', or '甲、乙、丙等12位专家' past ``cap`` names."""
-    if len(names) <= cap:
-        return "、".join(names)
-    return "、".join(names[:cap]) + f"等{len(names)}{unit}"
-
-
-def _indexed_turns(engine: Engine) -> list:
-    """The engine's indexed turns in corpus order; [] for an engine without an index store."""
-    turns = getattr(getattr(engine, "store", None), "turns", None)
-    return list(turns.values()) if isinstance(turns, dict) else []
-
-
-_SENTENCE = re.compile(r"[^。！？!?]+[。！？!?]*")
-_YOU_THINK = re.compile(r"^[您你](认为|觉得)")
-_CLAUSE_END = re.compile(r"[，,；;：:。！？!?]")
-
-
-def question_core(asked: str) -> str:
-    """The question itself, without the lead-in: '智博会已经成为…名片。接下来重庆该如何…？'
-    gives '接下来重庆该如何…？'."""
-    sentences = [s.strip() for s in _SENTENCE.findall(asked.strip()) if s.strip()]
-    asking = [s for s in sentences if s[-1] in "？?"]
-    core = asking[-1] if asking else asked.strip()
-    return core if len(core) >= 6 else asked.strip()
-
-
-def _topic(turns: Sequence, speaker: str) -> str:
-    """A short topic this speaker spoke to: the shortest of their section (or article)
-    titles, cut at the first comma, without their own name."""
-    seen: list[str] = []
-    for t in turns:
-        if t.speaker != speaker or t.kind not in ("answer", "commentary"):
-            continue
-        for title in (t.section[-1] if t.section else "", t.article):
-            head = _CLAUSE_END.split(title.strip(), maxsplit=1)[0].strip()
-            if len(head) >= 4 and speaker not in head and head not in seen:
-                seen.append(head)
-    return min(seen, key=len) if seen else ""
-
-
-def _view_question(turns: Sequence, speaker: str) -> str:
-    topic = _topic(turns, speaker)
-    return f"{speaker}怎么看{topic}？" if topic else f"{speaker}有哪些主要观点？"
-
-
-def corpus_guide(engine: Engine) -> CorpusGuide:
-    """The header's who's who, the example questions and the follow-up hints of this index."""
-    turns = _indexed_turns(engine)
-    kinds: dict[str, set[str]] = {}
-    for t in turns:
-        if t.speaker:
-            kinds.setdefault(t.speaker, set()).add(t.kind)
-    names = [name for name, _ in engine.speakers]
-    if turns:
-        interviewees = [n for n in names if "answer" in kinds.get(n, ())]
-        authors = [n for n in names if "commentary" in kinds.get(n, ()) and n not in interviewees]
-    else:  # no turn kinds to go by: everyone with passages is an expert
-        interviewees, authors = names, []
-    cited = set(interviewees) | set(authors)
-    experts = [(n, title) for n, title in engine.speakers if n in cited]
-    asking = [t.speaker for t in turns if t.kind == "question" and t.speaker]
-    # an index may keep only the interviewer's intro (its questions have no passages)
-    asking = asking or [t.speaker for t in turns if t.kind == "intro" and t.speaker]
-    interviewers = [n for n in dict.fromkeys(asking) if n not in cited]
-
-    # the interviewer's questions, each with who answered it, in corpus order
-    answered: dict[str, list[str]] = {}
-    for t in turns:
-        if t.kind == "answer" and t.asked:
-            who = answered.setdefault(question_core(t.asked), [])
-            if t.speaker and t.speaker not in who:
-                who.append(t.speaker)
-    by_length = sorted(answered, key=len)  # stable: ties keep corpus order
-
-    zh: list[str] = []
-    # a question put to the one who answered it: 您认为… → 卢阳春认为…
-    for q in by_length:
-        if _YOU_THINK.match(q) and answered[q]:
-            zh.append(answered[q][0] + q[1:])
-            break
-    # the shortest of the interviewer's own questions, as asked
-    plain = [q for q in by_length if len(q) >= 8 and not re.match(r"^[您你]", q)]
-    zh.extend(plain[: MAX_EXAMPLES_ZH - 2])
-    # a named speaker's view on one of their topics: a commentary author first, if any
-    named = {n for q in zh for n in names if n in q}
-    viewers = [n for n in authors + interviewees if n not in named] or interviewees + authors
-    zh.extend(_view_question(turns, n) for n in viewers[: MAX_EXAMPLES_ZH - len(zh)])
-    if not zh:
-        zh.append("这些访谈谈到了哪些话题？")
-
-    # English: a speaker named in pinyin (one the Chinese examples leave out), and a generic one
-    named = {n for q in zh for n in names if n in q}
-    said = [n for n in interviewees if n not in named] or interviewees
-    wrote = [n for n in authors if n not in named] or authors
-    en = [f"What did {english_name(said[0])} say?"] if said else []
-    en += [f"What did {english_name(wrote[0])} write?"] if wrote and not said else []
-    en.append(GENERIC_EN)
-
-    # 那X呢 / What about X?: someone other than the speaker of the first example
-    def other_than(example: str) -> str | None:
-        first = next((n for n in names if n in example or english_name(n) in example), None)
-        return next((n for n in interviewees + authors if n != first), None)
-
-    followups = ["他还说了什么？"]
-    followups_en = ["What else did this expert say?"]
-    if other := other_than(zh[0]):
-        followups += [f"那{other}呢？", "其他专家怎么看？"]
-    if other := other_than(en[0]):
-        followups_en.append(f"What about {english_name(other)}?")
-    return CorpusGuide(
-        interviewees=tuple(interviewees),
-        interviewers=tuple(interviewers),
-        authors=tuple(authors),
-        experts=tuple(experts),
-        examples_zh=tuple(zh),
-        examples_en=tuple(en),
-        followups=tuple(followups),
-        followups_en=tuple(followups_en),
-    )
-
-
-def expert_speakers(engine: Engine) -> list[tuple[str, str | None]]:
-    """Speakers worth filtering by: those whose words are cited (answers, commentary),
-    not the interviewer."""
-    return list(corpus_guide(engine).experts)
-
-
 # --- layout ---------------------------------------------------------------------------
+
+# A new reply is read from its top (the question, then the quotes), not from its last
+# source card: while it streams in, the chat's own box keeps the question at its top,
+# until the reply is complete or the reader scrolls. The page itself never moves.
+SCROLL_HEAD = """<script>
+(function () {
+  var seen = 0, pinned = false;
+  function box(el) {
+    for (var p = el.parentElement; p; p = p.parentElement) {
+      var o = getComputedStyle(p).overflowY;
+      if ((o === "auto" || o === "scroll") && p.scrollHeight > p.clientHeight) return p;
+    }
+    return null;
+  }
+  function check() {
+    var replies = document.querySelectorAll("#qa-chat .qa-reply");
+    if (replies.length < seen) { seen = replies.length; pinned = false; }
+    if (replies.length > seen) { seen = replies.length; pinned = true; }
+    if (!pinned || !replies.length) return;
+    var users = document.querySelectorAll("#qa-chat .qa-user");
+    var top = users.length ? users[users.length - 1] : replies[replies.length - 1];
+    var b = box(top);
+    if (b) b.scrollTop += top.getBoundingClientRect().top - b.getBoundingClientRect().top - 8;
+    if (!replies[replies.length - 1].querySelector(".qa-pending")) pinned = false;
+  }
+  function unpin() { pinned = false; }
+  new MutationObserver(check).observe(document.documentElement, {childList: true, subtree: true});
+  window.addEventListener("wheel", unpin, {passive: true});
+  window.addEventListener("touchmove", unpin, {passive: true});
+})();
+</script>"""
 
 CSS = """
 :root { --qa-accent: #b4232a; --qa-ink: #1f2328; --qa-muted: #6a737d; --qa-line: #e6e1dc; }
@@ -702,7 +303,7 @@ def build_ui(
                     buttons=["copy"],
                     feedback_options=("Like", "Dislike"),
                     layout="panel",
-                    autoscroll=True,
+                    autoscroll=False,  # SCROLL_HEAD shows a new reply from its top
                     examples=(
                         [{"text": q} for q in guide.examples_zh[:2] + guide.examples_en[:1]]
                         if compact

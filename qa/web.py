@@ -1,9 +1,10 @@
 """One server for everything a browser or a program needs.
 
-``/api/ask`` and ``/api/health`` (plain JSON, OpenAPI at ``/docs``), ``/widget.js`` (the
-one-tag embed), the chat at ``/`` and the widget's compact chat at ``/embed/``. One
-``Engine`` per process serves every request; its calls run in the threadpool so one slow
-question never blocks the event loop. Bad requests get a 4xx with a JSON error, never 500.
+``/api/ask``, ``/api/chat`` and ``/api/health`` (plain JSON, OpenAPI at ``/docs``),
+``/widget.js`` (the one-tag embed), the chat at ``/`` and the widget's compact chat at
+``/embed/``. One ``Engine`` per process serves every request; its calls run in a small
+thread pool so one slow question never blocks the event loop. Bad requests get a 4xx with
+a JSON error, never 500. This module turns Gradio's analytics off before importing it.
 """
 
 from __future__ import annotations
@@ -29,16 +30,17 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr  # noqa:
 from starlette.exceptions import HTTPException as StarletteHTTPException  # noqa: E402
 from starlette.types import ASGIApp, Message, Receive, Scope, Send  # noqa: E402
 
+from .chat import next_turn  # noqa: E402
 from .engine import MAX_K, MAX_QUESTION_CHARS, Engine  # noqa: E402
 from .errors import BadQuestion, QAError  # noqa: E402
-from .ui import (  # noqa: E402
-    CSS,
-    FeedbackLog,
-    build_ui,
-    corpus_guide,
-    default_feedback_path,
-    theme,
-)
+from .feedback import FeedbackLog, default_feedback_path  # noqa: E402
+from .followup import MAX_LOOKBACK, Context  # noqa: E402
+from .guard import Limits, NoUploads, RateLimit  # noqa: E402
+from .guide import corpus_guide  # noqa: E402
+
+MAX_NAME_CHARS = 200  # a speaker name or a section filter
+MAX_HISTORY = 50  # turns a client may send back; the last MAX_LOOKBACK are used
+MAX_SHOWN = 200  # passage ids one history turn may list
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 EMBED_PATH = "/embed"
@@ -73,10 +75,40 @@ class AskRequest(BaseModel):
         5, description=f"How many citations, 1 to {MAX_K}."
     )
     speaker: StrictStr | None = Field(
-        None, description="Only this speaker: one of the names /api/health lists."
+        None,
+        max_length=MAX_NAME_CHARS,
+        description="Only this speaker: one of the names /api/health lists.",
     )
     section: StrictStr | None = Field(
-        None, description="Only sections whose 'article › section' path contains this."
+        None,
+        max_length=MAX_NAME_CHARS,
+        description="Only sections whose 'article › section' path contains this.",
+    )
+
+
+class HistoryTurn(BaseModel):
+    """One earlier turn, as the ``context`` of an /api/chat reply gave it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: StrictStr = Field(max_length=MAX_QUESTION_CHARS * 4)
+    speaker: StrictStr | None = Field(None, max_length=MAX_NAME_CHARS)
+    cited_speaker: StrictStr | None = Field(None, max_length=MAX_NAME_CHARS)
+    shown: list[Annotated[StrictStr, Field(max_length=MAX_NAME_CHARS)]] = Field(
+        default_factory=list, max_length=MAX_SHOWN
+    )
+
+
+class ChatRequest(AskRequest):
+    """A chat turn: the question, and the chat so far so a follow-up can refer back."""
+
+    history: list[HistoryTurn] = Field(
+        default_factory=list,
+        max_length=MAX_HISTORY,
+        description=(
+            "Earlier turns, oldest first: the `context` of each earlier /api/chat reply. "
+            f"Only the last {MAX_LOOKBACK} are used."
+        ),
     )
 
 
@@ -150,8 +182,15 @@ def create_app(
     origins: list[str] | None = None,
     server_name: str = "127.0.0.1",
     server_port: int = 7860,
+    limits: Limits | None = None,
 ) -> FastAPI:
-    """The FastAPI app with the JSON API, the widget, and both chat pages mounted."""
+    """The FastAPI app with the JSON API, the widget, and both chat pages mounted.
+
+    ``limits`` default to ``Limits.from_env(server_name)``: throttled when public.
+    """
+    from .ui import CSS, SCROLL_HEAD, build_ui, theme
+
+    limits = limits or Limits.from_env(server_name)
     log = (
         feedback
         if isinstance(feedback, FeedbackLog)
@@ -184,6 +223,9 @@ def create_app(
 
     frame_ancestors = None if "*" in origins else " ".join(["'self'", *origins])
     app.add_middleware(EmbeddingHeaders, frame_ancestors=frame_ancestors)
+    if limits.asks_per_minute > 0:
+        app.add_middleware(RateLimit, per_minute=limits.asks_per_minute)
+    app.add_middleware(NoUploads)  # outermost: refused before anything reads the body
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -193,23 +235,31 @@ def create_app(
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return _error(exc.status_code, str(exc.detail))
 
+    names = [n for n, _ in engine.speakers]
+    refusals = {
+        400: {"description": "Unusable question (empty, too long) or unknown speaker."},
+        422: {"description": "Malformed request: wrong types, k out of range, extra fields."},
+        429: {"description": "Too many questions from this address: retry after Retry-After s."},
+        503: {"description": "The index or the model cannot be used."},
+    }
+
+    def unknown_speaker(speaker: str | None) -> JSONResponse | None:
+        if speaker and speaker not in names:
+            shown = speaker if len(speaker) <= 40 else speaker[:40] + "…"
+            return _error(
+                400, f"unknown speaker {shown!r}: use one of {', '.join(names)}", speakers=names
+            )
+        return None
+
     @app.post(
         "/api/ask",
         summary="Ask a question",
-        responses={
-            200: {"description": "The answer: the same JSON as `qa ask --json`."},
-            400: {"description": "Unusable question (empty, too long) or unknown speaker."},
-            422: {"description": "Malformed request: wrong types, k out of range, extra fields."},
-        },
+        responses={200: {"description": "The answer: the same JSON as `qa ask --json`."}}
+        | refusals,
     )
     async def ask(req: AskRequest) -> JSONResponse:
-        names = [n for n, _ in engine.speakers]
-        if req.speaker and req.speaker not in names:
-            return _error(
-                400,
-                f"unknown speaker {req.speaker!r}: use one of {', '.join(names)}",
-                speakers=names,
-            )
+        if refused := unknown_speaker(req.speaker):
+            return refused
         try:
             body = await asyncio.get_running_loop().run_in_executor(
                 engine_pool,
@@ -226,24 +276,64 @@ def create_app(
             return _error(503, str(exc))
         return Response(body, media_type="application/json")
 
+    @app.post(
+        "/api/chat",
+        summary="Ask in a conversation (follow-ups like 他还说了什么？ work)",
+        responses={
+            200: {
+                "description": "The turn: how the question was understood, the answer (as "
+                "/api/ask), and `context` to send back in `history` next time."
+            }
+        }
+        | refusals,
+    )
+    async def chat(req: ChatRequest) -> JSONResponse:
+        if refused := unknown_speaker(req.speaker):
+            return refused
+        history = [
+            Context(
+                h.question,
+                h.speaker if h.speaker in names else None,
+                h.cited_speaker if h.cited_speaker in names else None,
+                tuple(h.shown),
+            )
+            for h in req.history[-MAX_LOOKBACK:]
+        ]
+
+        def turn_json() -> bytes:
+            turn = next_turn(engine, history, req.question, req.k, req.speaker, req.section)
+            return orjson.dumps(turn.to_dict(), option=orjson.OPT_SERIALIZE_NUMPY)
+
+        try:
+            body = await asyncio.get_running_loop().run_in_executor(engine_pool, turn_json)
+        except BadQuestion as exc:
+            return _error(400, str(exc))
+        except QAError as exc:
+            return _error(503, str(exc))
+        return Response(body, media_type="application/json")
+
     @app.get("/api/health", summary="Index and model in use")
     async def health() -> dict:
         return {**engine.health(), "sections": engine.sections}
 
-    @app.api_route("/api/ask", methods=["GET", "PUT", "PATCH", "DELETE"], include_in_schema=False)
-    async def ask_wrong_method() -> JSONResponse:
-        response = _error(405, 'use POST with a JSON body: {"question": "…"}')
-        response.headers["Allow"] = "POST"
-        return response
+    known = {"ask": "POST", "chat": "POST", "health": "GET"}
 
     @app.api_route(
         "/api/{rest:path}",
-        methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+        methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "QUERY"],
         include_in_schema=False,
     )
-    async def api_not_found(rest: str) -> JSONResponse:
+    async def api_other(rest: str) -> JSONResponse:
         # without this, unknown /api paths would fall through to the chat page's 404
-        return _error(404, f"no endpoint /api/{rest}: use POST /api/ask or GET /api/health")
+        allowed = known.get(rest.strip("/"))
+        if allowed:
+            how = 'with a JSON body: {"question": "…"}' if allowed == "POST" else ""
+            response = _error(405, f"use {allowed} /api/{rest.strip('/')} {how}".strip())
+            response.headers["Allow"] = allowed
+            return response
+        return _error(
+            404, "no such endpoint: use POST /api/ask, POST /api/chat or GET /api/health"
+        )
 
     guide = corpus_guide(engine)
     example = guide.examples_zh[0] if guide.examples_zh else None
@@ -257,19 +347,26 @@ def create_app(
                 description=app.description,
                 routes=app.routes,
             )
-            ask_body = schema.get("components", {}).get("schemas", {}).get("AskRequest", {})
-            question = ask_body.get("properties", {}).get("question")
-            if example and question is not None:
-                question["examples"] = [example]
+            bodies = schema.get("components", {}).get("schemas", {})
+            for body in (bodies.get("AskRequest", {}), bodies.get("ChatRequest", {})):
+                props = body.get("properties", {})
+                if example and "question" in props:
+                    props["question"]["examples"] = [example]
+                # the speakers this index has: anything else is a 400
+                for option in props.get("speaker", {}).get("anyOf", []):
+                    if option.get("type") == "string":
+                        option["enum"] = ["", *names]
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
 
     @app.get("/docs", include_in_schema=False)
-    async def docs() -> HTMLResponse:
+    async def docs(request: Request) -> HTMLResponse:
         # FastAPI's Swagger page loads from a CDN; this one is drawn from the schema, offline.
-        return HTMLResponse(api_docs_html(app.openapi(), example))
+        # The example calls the address this page was served from.
+        base = str(request.base_url).rstrip("/")
+        return HTMLResponse(api_docs_html(app.openapi(), example, base))
 
     widget_source = (STATIC_DIR / "widget.js").read_text(encoding="utf-8")
 
@@ -292,7 +389,8 @@ def create_app(
         "css": CSS,
         "footer_links": [],
         "run_history": False,
-        "show_error": True,
+        "show_error": False,  # an exception's text never reaches the client
+        "max_file_size": 0,  # no uploads (NoUploads refuses the routes too)
         "ssr_mode": False,
         "mcp_server": False,
     }
@@ -303,11 +401,11 @@ def create_app(
         compact,
         path=EMBED_PATH,
         **mount_opts,
-        head=COMPACT_HEAD,
+        head=COMPACT_HEAD + SCROLL_HEAD,
     )
     full = build_ui(engine, log, compact=False, guide=guide)
     full.queue(default_concurrency_limit=16)
-    gr.mount_gradio_app(app, full, path="/", **mount_opts)
+    gr.mount_gradio_app(app, full, path="/", **mount_opts, head=SCROLL_HEAD)
     return app
 
 
@@ -323,7 +421,9 @@ def jsonable_errors(exc: RequestValidationError) -> list[dict]:
     ]
 
 
-def api_docs_html(schema: dict, question: str | None = None) -> str:
+def api_docs_html(
+    schema: dict, question: str | None = None, base_url: str = "http://127.0.0.1:7860"
+) -> str:
     """A small, self-contained API page drawn from the OpenAPI schema (no CDN, no script)."""
     e = html.escape
     rows = []
@@ -345,7 +445,7 @@ def api_docs_html(schema: dict, question: str | None = None) -> str:
     body_json = json.dumps({"question": question or "…", "k": 3}, ensure_ascii=False)
     quoted = "'" + body_json.replace("'", "'\\''") + "'"  # for a POSIX shell
     example = (
-        "curl -s http://127.0.0.1:7860/api/ask -H 'Content-Type: application/json' \\\n"
+        f"curl -s {base_url}/api/ask -H 'Content-Type: application/json' \\\n"
         f"  -d {quoted}"
     )
     info = schema.get("info", {})

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,31 +30,33 @@ class AppServer:
     port: int
     feedback: Path
     log: Path
+    proc: subprocess.Popen
 
 
-@pytest.fixture(scope="session")
-def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
-    """The real app, started once per test session on a free port, stopped at the end."""
+@contextmanager
+def start_app(tmp: Path, host: str = "127.0.0.1", **env: str) -> Iterator[AppServer]:
+    """The real app (``python app.py``) on a free port, with extra environment; stopped after."""
     import httpx
 
-    tmp = tmp_path_factory.mktemp("app")
     port = free_port()
     feedback = tmp / "feedback.jsonl"
     log = tmp / "app.log"
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "QA_ALLOWED_ORIGINS": "*"}
+    full_env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "QA_ALLOWED_ORIGINS": "*"}
     with log.open("wb") as out:
         proc = subprocess.Popen(
             # QA_TEST_APP: another start script taking app.py's arguments (debugging only)
             [
                 sys.executable,
                 os.environ.get("QA_TEST_APP") or str(ROOT / "app.py"),
+                "--host",
+                host,
                 "--port",
                 str(port),
                 "--feedback",
                 str(feedback),
             ],
             cwd=ROOT,
-            env=env,
+            env={**full_env, **env},
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -71,13 +74,20 @@ def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
             if time.monotonic() > deadline:
                 pytest.fail(f"app.py not ready in {READY_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
             time.sleep(0.3)
-        yield AppServer(url=url, port=port, feedback=feedback, log=log)
+        yield AppServer(url=url, port=port, feedback=feedback, log=log, proc=proc)
     finally:
         proc.terminate()
         try:
             proc.wait(15)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
+    """The real app, started once per test session on a free port, stopped at the end."""
+    with start_app(tmp_path_factory.mktemp("app")) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

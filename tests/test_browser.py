@@ -113,6 +113,27 @@ def ask_in(scope, question: str):
     return reply
 
 
+READ_FROM_TOP = """() => {
+  const users = document.querySelectorAll("#qa-chat .qa-user");
+  const user = users[users.length - 1];
+  let box = user.parentElement;
+  while (box && !(["auto", "scroll"].includes(getComputedStyle(box).overflowY)
+                  && box.scrollHeight > box.clientHeight)) box = box.parentElement;
+  if (!box) return null;
+  return {offset: user.getBoundingClientRect().top - box.getBoundingClientRect().top,
+          below: box.scrollHeight - box.scrollTop - box.clientHeight};
+}"""
+
+
+def assert_read_from_top(scope) -> None:
+    """The new reply is shown from its question down, not scrolled to its last card."""
+    scope.locator("#qa-chat .qa-user").last.page.wait_for_timeout(300)
+    where = scope.locator("#qa-chat").evaluate(f"(_e) => ({READ_FROM_TOP})()")
+    assert where is not None, "the chat does not scroll: ask more"
+    assert 0 <= where["offset"] < 80, where  # the question at the top of the chat box
+    assert where["below"] > 50, where  # the rest of the reply waits below
+
+
 @pytest.fixture(scope="module")
 def chat(browser, app_server) -> Iterator[tuple[Page, Watch]]:
     page, watch = _page(browser, {app_server.port})
@@ -150,6 +171,19 @@ def test_2_followup_keeps_speaker(chat, app_server) -> None:
     expect(reply.locator(".qa-note")).to_contain_text("卢阳春")
     expect(reply.locator("details.qa-cite .qa-speaker").first).to_have_text("卢阳春")
     _shot(page, "2-followup.png", show=page.locator("#qa-chat .qa-user").last)
+
+
+def test_new_reply_is_read_from_its_top(browser, app_server) -> None:
+    """A long reply opens at its question and quotes, not at its last source card."""
+    page, _ = _page(browser, {app_server.port})
+    try:
+        page.set_viewport_size({"width": 1000, "height": 600})
+        page.goto(app_server.url + "/")
+        ask_in(page, "蔡之兵怎么看智博会上的“黑科技”？")
+        ask_in(page, Q_ELDERLY)
+        assert_read_from_top(page)
+    finally:
+        page.context.close()
 
 
 def test_feedback_is_recorded(chat, app_server) -> None:
@@ -248,7 +282,9 @@ def test_3_widget_on_another_origin(browser, app_server, host_page) -> None:
         expect(page.locator("#zhihui-qa-widget .bar .t")).to_have_text("智慧名城 · 问专家")
         frame = page.frame_locator("#zhihui-qa-widget iframe")
         expect(frame.locator("#qa-input textarea")).to_be_visible()
+        ask_in(frame, Q_ELDERLY)
         reply = ask_in(frame, "蔡之兵怎么看智博会上的“黑科技”？")
+        assert_read_from_top(frame)
         expect(reply.locator("details.qa-cite").first).to_be_visible()
         expect(reply.locator("details.qa-cite .qa-speaker").first).to_have_text("蔡之兵")
         _shot(page, "3b-widget-answer.png")

@@ -116,3 +116,26 @@ def test_a_corrupt_index_is_rebuilt_not_trusted(engine, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "corrupt" in r.stderr and "passages.json" in r.stderr
     assert json.loads(r.stdout)["citations"][0]["speaker"] == "朱旭森"
+
+
+@pytest.mark.parametrize(
+    "option, value, valid",
+    [("--speaker", "张三", "卢阳春"), ("--section", "不存在的栏目", "让智能化为生活添彩")],
+)
+def test_an_unknown_filter_is_refused_listing_the_valid_values(engine, option, value, valid):
+    r = qa("ask", "老年人", option, value)
+    assert r.returncode != 0
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: unknown"), r.stderr
+    assert value in lines[0] and valid in lines[0]
+    assert r.stdout == ""
+
+
+def test_engine_refuses_an_unknown_speaker_or_section(engine):
+    from qa.errors import BadQuestion
+
+    with pytest.raises(BadQuestion, match="unknown speaker '张三': use one of .*卢阳春"):
+        engine.ask("老年人", speaker="张三")
+    with pytest.raises(BadQuestion, match="unknown section"):
+        engine.ask("老年人", section="不存在的栏目")
+    assert engine.ask("老年人", section="让智能化为生活添彩").citations  # part of a path

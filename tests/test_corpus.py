@@ -8,13 +8,17 @@ from pathlib import Path
 import pytest
 
 from qa.chunk import ChunkConfig, chunk_turns, split_sentences
-from qa.corpus import parse_corpus, parse_text, read_corpus
+from qa.corpus import parse_text, read_corpus
 from qa.errors import CorpusProblem
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "corpus"
 PAGE = CORPUS / "cqrb-smart-city-interview.txt"
 EXPERTS = ["蔡之兵", "卢阳春", "朱旭森"]
+
+
+def parse_files(folder):
+    return [t for source, text in read_corpus(folder) for t in parse_text(text, source)]
 
 
 def squash(s: str) -> str:
@@ -104,7 +108,7 @@ def test_wrapped_lines_are_joined_without_stray_spaces(turns):
 
 def test_every_passage_maps_back_to_its_file():
     raw = {name: text for name, text in read_corpus(CORPUS)}
-    turns = parse_corpus(CORPUS)
+    turns = parse_files(CORPUS)
     passages = chunk_turns(turns)
     assert len(passages) >= 30
     for p in passages:
@@ -114,7 +118,7 @@ def test_every_passage_maps_back_to_its_file():
 
 
 def test_chunks_never_cross_a_turn_and_respect_the_size():
-    turns = parse_corpus(CORPUS)
+    turns = parse_files(CORPUS)
     cfg = ChunkConfig(max_chars=120)
     passages = chunk_turns(turns, cfg)
     by_id = {t.id: t for t in turns}
@@ -141,7 +145,7 @@ def test_a_second_page_in_the_same_layout_with_other_names(tmp_path):
     }.items():
         text = text.replace(old, new)
     (tmp_path / "other.txt").write_text(text, encoding="utf-8")
-    turns = parse_corpus(tmp_path)
+    turns = parse_files(tmp_path)
     answers = [t for t in turns if t.kind == "answer"]
     assert {t.speaker for t in answers} == {"张明远", "李慧", "欧阳振华"}
     assert sum(t.kind == "question" and t.speaker == "江城晚报" for t in turns) == 6

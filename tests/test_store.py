@@ -110,7 +110,7 @@ def test_round_trip_keeps_records_and_finds_each_vector(built):
     assert all(t.offsets == () for t in loaded.turns.values())
     assert isinstance(loaded.turns["interview.txt#0"].section, tuple)
     assert len(loaded) == len(passages)
-    assert loaded.dimension == DIM and loaded.model_name == MODEL
+    assert loaded.dimension == DIM and loaded.manifest["model"] == MODEL
 
     m = loaded.manifest
     assert m["format_version"] == store.FORMAT_VERSION
@@ -198,7 +198,7 @@ def test_build_clears_what_a_killed_build_left_behind(index_dir):
 def test_build_refuses_to_replace_a_folder_that_is_not_an_index(index_dir):
     index_dir.mkdir()
     (index_dir / "thesis.docx").write_text("precious")
-    with pytest.raises(IndexProblem, match="not an index"):
+    with pytest.raises(IndexProblem, match="did not make .it holds thesis.docx"):
         build(index_dir)
     assert (index_dir / "thesis.docx").read_text() == "precious"
 
@@ -258,7 +258,8 @@ def test_manifest_that_is_not_json(built):
     with pytest.raises(IndexProblem, match="not valid JSON") as exc:
         load_index(index_dir)
     one_line_with_fix(exc)
-    assert stale_reason(index_dir, HASHES, MODEL) == "the index manifest is unreadable"
+    reason = stale_reason(index_dir, HASHES, MODEL)
+    assert reason == "the index is unusable: manifest.json is not valid JSON"
 
 
 def rewrite_manifest(index_dir: Path, change) -> None:

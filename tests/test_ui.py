@@ -1,46 +1,46 @@
-"""Rendering, feedback and configuration, without a browser or a model.
+"""Rendering, feedback, the chat handlers and configuration, without a browser.
 
-A stub engine stands in where only the web layer is under test (origins, errors); the
-real engine is exercised by test_web.py and test_browser.py.
+A stub engine stands in where only the web layer is under test (origins, errors,
+streaming); the chat turns themselves run on the real engine (the ``engine`` fixture),
+as do test_web.py and test_browser.py.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 
 import pytest
 
+from qa.chat import ChatTurn, next_turn
 from qa.errors import BadQuestion, IndexProblem
+from qa.feedback import FeedbackLog, FeedbackRefused, vote_of
+from qa.followup import NEW, FollowUp
+from qa.render import esc, highlight_html, render_citation, render_user, reply_pieces, wrap_reply
 from qa.types import Answer, Citation
-from qa.ui import (
-    FeedbackLog,
-    answer_turn,
-    esc,
-    highlight_html,
-    render_citation,
-    render_user,
-    reply_pieces,
-    wrap_reply,
+
+CITE = Citation(
+    rank=1,
+    speaker="卢阳春",
+    speaker_title="成都师范学院经济与管理学院副院长",
+    article="如何用智博会成果倾力打造“智慧名城”？",
+    section="因“智”而乐 › 让智能化为生活添彩",
+    asked="您认为该如何加快推进重庆市域社会治理智能化？",
+    text="对于老年人使用不太方便，要加快开发语音交互功能。",
+    highlight="要加快开发语音交互功能。",
+    score=0.9,
+    source="a.txt",
+    start=10,
+    end=60,
+    turn_id="a.txt#10",
+    kind="answer",
+    full_text="社会治理智能化……对于老年人使用不太方便，要加快开发语音交互功能。此外……",
 )
 
-CITE = {
-    "rank": 1,
-    "speaker": "卢阳春",
-    "speaker_title": "成都师范学院经济与管理学院副院长",
-    "article": "如何用智博会成果倾力打造“智慧名城”？",
-    "section": "因“智”而乐 › 让智能化为生活添彩",
-    "asked": "您认为该如何加快推进重庆市域社会治理智能化？",
-    "text": "对于老年人使用不太方便，要加快开发语音交互功能。",
-    "highlight": "要加快开发语音交互功能。",
-    "full_text": "社会治理智能化……对于老年人使用不太方便，要加快开发语音交互功能。此外……",
-    "score": 0.9,
-    "source": "a.txt",
-    "start": 10,
-    "end": 60,
-    "turn_id": "a.txt#10",
-    "kind": "answer",
-}
+
+def _chat_turn(answer: Answer, asked: str = "q") -> ChatTurn:
+    return ChatTurn(asked, FollowUp(asked, None, NEW), None, None, answer, ())
 
 
 @pytest.mark.parametrize(
@@ -80,18 +80,19 @@ def test_citation_card_names_who_where_and_question() -> None:
 
 
 def test_reply_quotes_then_sources() -> None:
-    ans = {"answerable": True, "citations": [CITE, {**CITE, "rank": 2, "turn_id": "b"}]}
-    html = wrap_reply(reply_pieces(ans))
+    ans = Answer("q", True, "…", (CITE, replace(CITE, rank=2, turn_id="b")))
+    html = wrap_reply(reply_pieces(_chat_turn(ans)))
     assert html.index("qa-quote") < html.index("qa-cite")
     assert html.count("<details") == 2
     assert "\n" not in html
 
 
-def test_unanswerable_reply_offers_topics_not_passages() -> None:
-    ans = {"answerable": False, "citations": [], "suggestions": ["<b>社会治理</b>智能化"]}
-    html = wrap_reply(reply_pieces(ans))
-    assert "没有能回答" in html and "Closest topics" in html
-    assert "&lt;b&gt;社会治理" in html and "<details" not in html
+def test_unanswerable_reply_points_to_topics_without_listing_them() -> None:
+    """The topics are offered once, as clickable chips under the chat, not twice."""
+    ans = Answer("q", False, "…", (), ("<b>社会治理</b>智能化",))
+    html = wrap_reply(reply_pieces(_chat_turn(ans)))
+    assert "没有能回答" in html and "Closest topics below" in html
+    assert "社会治理" not in html and "<details" not in html
 
 
 def test_user_text_is_literal() -> None:
@@ -102,10 +103,10 @@ def test_user_text_is_literal() -> None:
 
 def test_feedback_lines_stay_whole_under_concurrency(tmp_path) -> None:
     log = FeedbackLog(tmp_path / "sub" / "fb.jsonl")
-    ans = {"question": "q", "answer": "a", "answerable": True, "citations": [CITE]}
+    ans = Answer("q", True, "a", (CITE,))
 
     def vote(i: int) -> None:
-        log.record(f"问题{i}", ans, "like" if i % 2 else "dislike")
+        log.record(_chat_turn(ans, f"问题{i}"), "like" if i % 2 else "dislike", f"10.0.0.{i}")
 
     threads = [threading.Thread(target=vote, args=(i,)) for i in range(40)]
     for t in threads:
@@ -207,20 +208,34 @@ def test_allowed_origins_setting() -> None:
     ]
 
 
-def test_more_followup_moves_on_and_then_says_so() -> None:
+def test_more_followup_moves_on_and_then_says_so(engine) -> None:
     """他还说了什么 shows what was not yet quoted; when nothing is left it says so."""
-    engine = StubEngine()
-    turns: list[dict] = []
-    first, _, _, _ = answer_turn(engine, turns, "卢阳春怎么看老年人？", k=5, speaker="卢阳春")
-    turns.append({"question": "卢阳春怎么看老年人？", "answer": first})
-    assert [c["turn_id"] for c in first["citations"]] == ["t#0", "t#1", "t#2", "t#3"]
-    second, fu, spk, done = answer_turn(engine, turns, "他还说了什么？", k=5)
-    assert spk == "卢阳春" and not done
-    assert [c["turn_id"] for c in second["citations"]] == ["t#3"]  # the one not quoted
-    assert [c["rank"] for c in second["citations"]] == [1]
-    turns.append({"question": "他还说了什么？", "answer": second})
-    third, _, _, done = answer_turn(engine, turns, "他还说了什么？", k=5)
-    assert done and third["citations"] == [] and third["answerable"] is False
+    turns: list[ChatTurn] = []
+    first = next_turn(engine, turns, "卢阳春怎么看老年人？", k=5, speaker="卢阳春")
+    turns.append(first)
+    assert {c.speaker for c in first.answer.citations} == {"卢阳春"}
+    seen = set(first.shown)
+    assert len(seen) == 3
+    for _ in range(20):
+        turn = next_turn(engine, turns, "他还说了什么？", k=5)
+        assert turn.speaker == "卢阳春"
+        ids = {c.turn_id for c in turn.answer.citations}
+        assert not ids & seen, "a passage already quoted came back"
+        assert [c.rank for c in turn.answer.citations] == list(range(1, len(ids) + 1))
+        turns.append(turn)
+        if turn.exhausted:
+            break
+        seen |= set(turn.shown)
+    assert turn.exhausted and turn.answer.citations == () and not turn.answer.answerable
+
+
+def test_others_leave_out_the_speaker_just_heard(engine) -> None:
+    first = next_turn(engine, [], "卢阳春怎么看老年人？")
+    assert first.answer.citations[0].speaker == "卢阳春"
+    others = next_turn(engine, [first], "其他专家怎么看？")
+    assert others.followup.exclude_speaker == "卢阳春"
+    assert others.answer.citations
+    assert "卢阳春" not in {c.speaker for c in others.answer.citations}
 
 
 def test_bad_question_is_refused_by_engine_contract() -> None:
@@ -242,7 +257,7 @@ def test_reply_streams_in_pieces(tmp_path) -> None:
     messages, turns, *_ = steps[-1]
     assert [m["role"] for m in messages] == ["user", "assistant"]
     assert "qa-pending" not in messages[-1]["content"]
-    assert turns[0]["answer"]["citations"][0]["speaker"] == "卢阳春"
+    assert turns[0].answer.citations[0].speaker == "卢阳春"
 
 
 @pytest.mark.parametrize(
@@ -260,18 +275,66 @@ def test_bad_input_gets_one_gentle_line(tmp_path, text: str, expect: str) -> Non
     assert expect in status and "Traceback" not in status
 
 
-def test_like_appends_feedback(tmp_path) -> None:
+def _like(data: dict):
     import gradio as gr
 
+    return gr.LikeData(None, data)
+
+
+def test_like_appends_feedback(tmp_path) -> None:
     from qa.ui import make_handlers
 
     log = FeedbackLog(tmp_path / "fb.jsonl")
     h = make_handlers(StubEngine(), log)
     *_, (messages, turns, *_rest) = h["respond"]("卢阳春怎么看老年人？", [], "", "", 2)
-    h["on_like"](turns, gr.LikeData(None, {"index": 1, "value": "", "liked": False}))
+    status = h["on_like"](turns, _like({"index": 1, "value": "", "liked": "Dislike"}))
+    assert "感谢反馈" in status
     row = json.loads(log.path.read_text("utf-8"))
     assert row["vote"] == "dislike" and row["question"] == "卢阳春怎么看老年人？"
     assert row["citation_ids"] == ["t#0", "t#1"]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"index": 1, "value": "", "liked": "x" * 2_000_000},  # any string as the vote
+        {"index": 1, "value": "", "liked": "love"},
+        {"index": 1, "value": "", "liked": None},
+        {"index": "abc", "value": "", "liked": True},  # was a ValueError traceback
+        {"index": [None], "value": "", "liked": True},
+        {"index": 0, "value": "", "liked": True},  # the user's own message
+        {"index": 99, "value": "", "liked": True},
+        {"index": -1, "value": "", "liked": True},
+        {"index": True, "value": "", "liked": True},
+    ],
+)
+def test_bad_votes_are_refused_in_one_line(tmp_path, data) -> None:
+    from qa.ui import make_handlers
+
+    log = FeedbackLog(tmp_path / "fb.jsonl")
+    h = make_handlers(StubEngine(), log)
+    *_, (_m, turns, *_rest) = h["respond"]("卢阳春怎么看老年人？", [], "", "", 2)
+    status = h["on_like"](turns, _like(data))
+    assert "qa-status-warn" in status and len(status) < 300
+    assert "Error" not in status and "Traceback" not in status
+    assert not log.path.exists()
+
+
+def test_votes_are_capped_per_client_and_by_size(tmp_path) -> None:
+    turn = _chat_turn(Answer("q", True, "a" * 10_000, (CITE,)))
+    log = FeedbackLog(tmp_path / "fb.jsonl", per_client_per_hour=3, max_bytes=100_000)
+    for _ in range(3):
+        log.record(turn, "like", "10.0.0.1")
+    with pytest.raises(FeedbackRefused, match="too many"):
+        log.record(turn, "like", "10.0.0.1")
+    log.record(turn, "like", "10.0.0.2")  # another client still may
+    assert log.path.stat().st_size < 30_000  # the answer text is cut
+    big = FeedbackLog(tmp_path / "fb.jsonl", max_bytes=1)
+    with pytest.raises(FeedbackRefused, match="full"):
+        big.record(turn, "like", "10.0.0.3")
+    assert vote_of(True) == "like" and vote_of(" Dislike ") == "dislike"
+    with pytest.raises(FeedbackRefused):
+        vote_of("x" * 100)
 
 
 def test_app_host_and_port_follow_gradio_env(monkeypatch) -> None:
@@ -335,7 +398,7 @@ INTERVIEW = [
 
 
 def test_guide_is_derived_from_the_index() -> None:
-    from qa.ui import corpus_guide
+    from qa.guide import corpus_guide
 
     g = corpus_guide(_engine(INTERVIEW))
     assert g.subtitle == "江城晚报专访张明远、李慧，以及陈立的评论。"
@@ -358,7 +421,7 @@ def test_guide_is_derived_from_the_index() -> None:
 
 
 def test_guide_without_an_interviewer_still_has_examples() -> None:
-    from qa.ui import corpus_guide
+    from qa.guide import corpus_guide
 
     turns = [
         _turn(1, "陈立", "commentary", section=("守住数据安全底线",)),
@@ -373,7 +436,7 @@ def test_guide_without_an_interviewer_still_has_examples() -> None:
 
 
 def test_guide_caps_a_long_list_of_names() -> None:
-    from qa.ui import MAX_NAMES, corpus_guide
+    from qa.guide import MAX_NAMES, corpus_guide
 
     names = ["甲一", "乙二", "丙三", "丁四", "戊五", "己六", "庚七"]
     turns = [_turn(i, n, "answer", asked="怎么看？") for i, n in enumerate(names)]
@@ -386,11 +449,11 @@ def test_guide_caps_a_long_list_of_names() -> None:
 
 def test_speaker_filter_lists_experts_not_the_paper() -> None:
     """The paper only asks questions and writes the intro: no point filtering by it."""
-    from qa.ui import expert_speakers
+    from qa.guide import corpus_guide
 
     engine = _engine(INTERVIEW, speakers=["江城晚报", "张明远", "李慧", "陈立"])
-    assert [n for n, _ in expert_speakers(engine)] == ["张明远", "李慧", "陈立"]
-    assert expert_speakers(StubEngine()) == StubEngine.speakers  # no store: all of them
+    assert [n for n, _ in corpus_guide(engine).experts] == ["张明远", "李慧", "陈立"]
+    assert list(corpus_guide(StubEngine()).experts) == StubEngine.speakers  # no store: all
 
 
 def test_bad_input_names_a_derived_example(tmp_path) -> None:
@@ -399,3 +462,35 @@ def test_bad_input_names_a_derived_example(tmp_path) -> None:
     h = make_handlers(_engine(INTERVIEW), FeedbackLog(tmp_path / "fb.jsonl"))
     *_, status, _ = next(h["respond"]("", [], "", "", 3))
     assert "例如：李慧认为社区养老该怎么做？" in status
+
+
+def _final(steps) -> tuple:
+    *_, last = steps
+    return last
+
+
+def test_web_chat_followups_move_on(tmp_path, engine) -> None:
+    """Issue #12 in the web chat: 她还说了什么 moves on, 其他专家 leaves 卢阳春 out."""
+    from qa.ui import make_handlers
+
+    h = make_handlers(engine, FeedbackLog(tmp_path / "fb.jsonl"))
+    _, turns, *_ = _final(h["respond"]("卢阳春怎么看老年人？", [], "", "", 3))
+    _, turns, *_ = _final(h["respond"]("她还说了什么？", turns, "", "", 3))
+    first, more = turns
+    assert more.speaker == "卢阳春"
+    assert not {c.turn_id for c in more.answer.citations} & set(first.shown)
+    messages, turns, *_ = _final(h["respond"]("其他专家怎么看？", turns, "", "", 3))
+    assert turns[-1].answer.citations[0].speaker != "卢阳春"
+    assert "不含 卢阳春" in messages[-1]["content"]
+
+
+def test_refusal_offers_topics_once(tmp_path, engine) -> None:
+    from qa.ui import make_handlers
+
+    h = make_handlers(engine, FeedbackLog(tmp_path / "fb.jsonl"))
+    messages, turns, _, _, sugg = _final(h["respond"]("今天天气怎么样？", [], "", "", 3))
+    topics = turns[0].answer.suggestions
+    assert topics and not turns[0].answer.answerable
+    assert sugg["visible"] is True and sugg["samples"] == [[t] for t in topics]
+    reply = messages[-1]["content"]
+    assert not any(esc(t) in reply for t in topics)  # listed once: in the chips, not the reply

