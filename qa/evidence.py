@@ -35,17 +35,22 @@ HIGH, LOW, REFUSE = "high", "low", "refuse"
 
 _CN_DIGIT = "零〇一二两三四五六七八九十百千万亿"
 _NUM = rf"[0-9][0-9.,]*|[{_CN_DIGIT}]{{2,}}|百分之[{_CN_DIGIT}]+"
-_MEASURE = "个家户人名位项条座所次场件台套辆款种批元"  # measure words a count ends with
-_ASKS_MONEY = re.compile(r"多少钱|价格|票价|费用|花费|\bhow much\b|\bprice\b|\bcost\b", re.I)
+_MEASURE = "个家户人名位项条座所次场件台套辆款种批元届"  # measure words a count ends with
+_ASKS_MONEY = re.compile(
+    r"多少钱|价格|票价|费用|花费|金额|\bhow much\b|\bprice\b|\bcost\b", re.I
+)
 # a Chinese count question names its measure word (多少家企业, 几条线): the figure must
-# use the same one; 多少 alone (提高到多少？) asks for any figure
+# use the same one, and the thing counted (企业, 数据中心) must be named near the figure;
+# 多少 alone (提高到多少？) asks for any figure
 _ASKS_COUNT = re.compile(
-    rf"多少(?P<unit>[{_MEASURE}])?|(?<!哪)几(?P<unit2>[{_MEASURE}])|\bhow many\b|"
-    r"\bwhat (?:percentage|share|proportion)\b",
+    rf"多少(?P<unit>[{_MEASURE}])?(?P<noun>[0-9A-Za-z\u4e00-\u9fff]{{2,}})?|"
+    rf"(?<!哪)几(?P<unit2>[{_MEASURE}])(?P<noun2>[0-9A-Za-z\u4e00-\u9fff]{{2,}})?|"
+    r"\bhow many\b|\bwhat (?:percentage|share|proportion)\b",
     re.I,
 )
 _HAS_MONEY = re.compile(rf"(?:{_NUM})\s*(?:多|余)?\s*(?:元|美元|块钱|万元|亿元)")
 _PERCENT = re.compile(rf"百分之[{_CN_DIGIT}]+|[0-9.]+\s*[%‰]")
+NOUN_NEAR = 12  # characters between the figure and the thing counted, either side
 
 
 @functools.cache
@@ -53,28 +58,46 @@ def _quantity(unit: str | None) -> re.Pattern:
     """A number with a unit or measure word (3000多家, 3.9万户, 0.12%, 百分之八十五);
     not the 一 of 一方面, not a year."""
     units = re.escape(unit) if unit else rf"人次|[{_MEASURE}%‰]|平方|公里|千米|米|吨|倍"
-    return re.compile(rf"{_PERCENT.pattern}|(?:{_NUM})\s*(?:万|亿)?\s*(?:多|余)?\s*(?:{units})")
+    return re.compile(
+        rf"{_PERCENT.pattern}|(?:{_NUM})\s*(?:万|亿)?\s*(?:多|余)?\s*(?:{units})"
+    )
 
 
-def asks_figure(q: Question) -> re.Pattern | None:
-    """The kind of figure the question asks for, as a pattern; None for other questions."""
+@dataclass(frozen=True)
+class Figure:
+    """What a count or amount question asks for."""
+
+    pattern: re.Pattern  # the figure
+    noun: str  # the thing counted, its first two characters ("" when not named)
+
+    def in_text(self, text: str) -> bool:
+        for m in self.pattern.finditer(text):
+            near = text[max(0, m.start() - NOUN_NEAR) : m.end() + NOUN_NEAR]
+            if not self.noun or self.noun in near:
+                return True
+        return False
+
+
+def asks_figure(q: Question) -> Figure | None:
+    """The kind of figure the question asks for; None for other questions."""
     if _ASKS_MONEY.search(q.text):
-        return _HAS_MONEY
+        return Figure(_HAS_MONEY, "")
     asks = _ASKS_COUNT.search(q.text)
-    if asks:
-        return _quantity(asks.group("unit") or asks.group("unit2"))
-    return None
+    if not asks:
+        return None
+    noun = (asks.group("noun") or asks.group("noun2") or "")[:2]
+    return Figure(_quantity(asks.group("unit") or asks.group("unit2")), noun)
 
 
 def figure_found(q: Question, hits: tuple[Hit, ...]) -> bool:
-    """A count/amount question: is such a figure in a matched sentence of a top turn?
-    (Not anywhere in a long answer: the sentence that matched the question.)"""
-    pattern = asks_figure(q)
-    if pattern is None:
+    """A count/amount question: is such a figure, near the thing counted, in a matched
+    sentence of a top turn? (Not anywhere in a long answer: a sentence that matched.)"""
+    figure = asks_figure(q)
+    if figure is None:
         return True
     for h in hits[:3]:
         for s in h.sentences[:3]:
-            if pattern.search(h.turn.text[s.start : s.end]):
+            if figure.in_text(h.turn.text[s.start : s.end]):
                 return True
     return False
 
@@ -223,10 +246,20 @@ class Model:
         )
 
 
+def nothing_to_match(q: Question) -> bool:
+    """No word of the question is in the corpus, and it either names no speaker (hello,
+    ?, 1234567890, an emoji) or asks about something the corpus never mentions (朱旭森
+    毕业于哪所大学？: 毕业 and 大学 are nowhere). A question that only names a speaker
+    (卢阳春说了什么？) still goes to the model."""
+    if any(w.passages for w in q.words):
+        return False
+    return not q.speakers or any(len(w.label) > 1 for w in q.words)
+
+
 def decide(r: Retrieval, total: int, model: Model) -> Verdict:
     """Answer, answer with low confidence, or refuse."""
     s = signals(r, total)
-    if not r.hits or not s.figure_ok:
+    if not r.hits or not s.figure_ok or nothing_to_match(r.question):
         return Verdict(REFUSE, 0.0, s)
     if r.mode == "keyword":  # no cosines to weigh: words alone must cover the question
         cover = s.as_dict()["cover"]
@@ -407,23 +440,30 @@ def generated_positives(engine, seed: int = 11, limit: int = 40) -> list[str]:
     return [str(x) for x in rng.permutation(out)[:limit]]
 
 
-def _examples(engine, gold_path: Path, split: str | None) -> tuple[list[str], list[int], list[str]]:
-    """(questions, labels, kinds) for fitting."""
+def _examples(
+    engine, gold_paths: list[Path], split: str | None
+) -> tuple[list[str], list[int], list[str]]:
+    """(questions, labels, kinds) for fitting: the gold items of ``split`` (follow-ups,
+    which need the previous turn, left out) plus this module's generated questions."""
     from eval.metrics import load_gold  # eval/ is importable from the project folder
 
-    items, _ = load_gold(gold_path)
-    if split:
-        items = [i for i in items if getattr(i, "split", None) in (split, None)]
-    qs = [i.question for i in items]
-    ys = [0 if i.unanswerable else 1 for i in items]
-    kinds = ["gold"] * len(items)
+    qs: list[str] = []
+    ys: list[int] = []
+    kinds: list[str] = []
+    for path in gold_paths:
+        items, _ = load_gold(path)
+        for i in items:
+            if (split and i.split != split) or getattr(i, "previous", None):
+                continue
+            qs.append(i.question)
+            ys.append(0 if i.unanswerable else 1)
+            kinds.append("gold" if i.kind and not i.kind.startswith("gen") else "gen")
     neg = generated_negatives(engine)
     pos = generated_positives(engine)
-    return (
-        qs + neg + pos,
-        ys + [0] * len(neg) + [1] * len(pos),
-        kinds + ["neg"] * len(neg) + ["pos"] * len(pos),
-    )
+    qs += neg + pos
+    ys += [0] * len(neg) + [1] * len(pos)
+    kinds += ["neg"] * len(neg) + ["pos"] * len(pos)
+    return qs, ys, kinds
 
 
 def _features(engine, questions: list[str]) -> np.ndarray:
@@ -434,7 +474,8 @@ def _features(engine, questions: list[str]) -> np.ndarray:
         q = engine.retriever.analyse(clean_question(text))
         r = engine.retriever.search(q, k=5)
         s = signals(r, len(engine.store))
-        rows.append((*s.values, float(s.figure_ok)))
+        # last column: not refused before the model (figure missing, nothing to match)
+        rows.append((*s.values, float(s.figure_ok and not nothing_to_match(q))))
     return np.asarray(rows, dtype=np.float64)
 
 
@@ -492,7 +533,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m qa.evidence")
     sub = parser.add_subparsers(dest="command", required=True)
     fit = sub.add_parser("fit", help="refit the answerability weights on a gold set")
-    fit.add_argument("--gold", default="eval/gold.jsonl")
+    fit.add_argument(
+        "--gold", nargs="+", default=["eval/gold.jsonl", "eval/generated_negatives.jsonl"]
+    )
     fit.add_argument("--split", default="dev", help="gold items of this split (and unsplit ones)")
     fit.add_argument("--corpus")
     fit.add_argument("--index")
@@ -506,8 +549,8 @@ def main(argv: list[str] | None = None) -> int:
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
     engine = Engine.open(args.corpus, args.index, progress=lambda m: print(m, file=sys.stderr))
-    gold = Path(args.gold)
-    questions, labels, kinds = _examples(engine, gold, args.split)
+    golds = [Path(g) for g in args.gold]
+    questions, labels, kinds = _examples(engine, golds, args.split)
     print(f"fitting on {len(questions)} questions ({sum(labels)} answerable)…", file=sys.stderr)
     feats = _features(engine, questions)
     x, ok = feats[:, :-1], feats[:, -1] > 0.5
@@ -527,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
         "all": _rates(held, y, ok, refuse_below),
         **{
             k: _rates(held[kinds_a == k], y[kinds_a == k], ok[kinds_a == k], refuse_below)
-            for k in ("gold", "neg", "pos")
+            for k in ("gold", "gen", "neg", "pos")
         },
     }
     out = {
@@ -536,12 +579,11 @@ def main(argv: list[str] | None = None) -> int:
         "refuse_below": refuse_below,
         "high_from": high_from,
         "fitted_on": {
-            "gold": str(gold),
-            "gold_sha256": hashlib.sha256(gold.read_bytes()).hexdigest(),
+            "gold": {str(g): hashlib.sha256(g.read_bytes()).hexdigest() for g in golds},
             "split": args.split,
             "corpus": engine.store.manifest.get("corpus"),
             "model": engine.embedder.name,
-            "counts": {k: int((kinds_a == k).sum()) for k in ("gold", "neg", "pos")},
+            "counts": {k: int((kinds_a == k).sum()) for k in ("gold", "gen", "neg", "pos")},
             "answerable": int(y.sum()),
             "unanswerable": int(len(y) - y.sum()),
             "date": datetime.now(UTC).isoformat(timespec="seconds"),

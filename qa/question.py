@@ -92,6 +92,7 @@ class Question:
     speakers: tuple[str, ...]  # speakers the question names, as the page spells them
     words: tuple[Word, ...]  # content words (speaker names left out), question order
     many_speakers: bool  # 各位专家 / 三位专家 / all experts: one answer block per expert
+    about_person: bool = False  # asks who someone is or where they work: a bio answers it
 
     @property
     def has_content(self) -> bool:
@@ -105,7 +106,15 @@ _MANY = re.compile(
     r"\bexperts\b",
     re.I,
 )
+_ABOUT_PERSON = re.compile(
+    r"\bwork(?:s|ed)?\b|\bwork unit\b|\btitle\b|\bposition\b|\baffiliat|\bwho is\b|"
+    r"\bprofession|\bjob\b|\bemploy(?:er|ed)\b|单位|职称|职务|职位|任职|任教|工作|身份|是谁|"
+    r"哪个(?:学校|机构|部门)",
+    re.I,
+)
 _NAME_SEP = r"[\s\-·.]*"
+_HONORIFIC_EN = r"(?:professor|prof\.?|mr\.?|mrs\.?|ms\.?|dr\.?|director|dean)"
+_HONORIFIC_ZH = "教授|副教授|老师|先生|女士|研究员|院长|副院长|所长|副所长|博士"
 
 
 def _content_words(text: str, cut: list[str], named: list[str]) -> list[str]:
@@ -162,6 +171,7 @@ class Analyser:
             n: _syllables(n) for n in self.names if re.fullmatch(r"[\u4e00-\u9fff]{2,4}", n)
         }
         self._pinyin_patterns = self._pinyin(self._name_syllables)
+        self._surname_patterns = self._by_surname(self._name_syllables)
 
     @staticmethod
     def _pinyin(names: dict[str, tuple[str, ...]]) -> list[tuple[re.Pattern, str]]:
@@ -177,10 +187,25 @@ class Analyser:
         out.sort(key=lambda p: -len(p[0].pattern))
         return out
 
+    @staticmethod
+    def _by_surname(names: dict[str, tuple[str, ...]]) -> list[tuple[re.Pattern, str]]:
+        """'Professor Zhu', 'Mr. Sun', 孙先生, 蔡教授 → the one speaker with that surname."""
+        families: dict[str, list[str]] = {}
+        for name, syl in names.items():
+            families.setdefault(syl[0], []).append(name)
+        out = []
+        for family, members in families.items():
+            if len(members) != 1 or not family.isascii():
+                continue
+            name = members[0]
+            out.append((re.compile(rf"\b{_HONORIFIC_EN}\s*{family}\b", re.I), name))
+            out.append((re.compile(rf"{re.escape(name[0])}(?:{_HONORIFIC_ZH})"), name))
+        return out
+
     def speakers_in(self, text: str) -> tuple[str, list[str]]:
         """(text with every way of naming a speaker replaced by the name, names found)."""
         found: list[str] = []
-        for pattern, name in self._pinyin_patterns:
+        for pattern, name in self._pinyin_patterns + self._surname_patterns:
             if pattern.search(text):
                 text = pattern.sub(name, text)
         for name in self.names:
@@ -212,6 +237,12 @@ class Analyser:
                 if not any(label in name or name in label for name in named)
             ]
             pairs = [(label, forms) for label, forms in pairs if forms]
+            # a mixed question (Tencent、Alibaba这些公司在重庆设立了什么？): its Chinese words too
+            pairs += [
+                (w, (w,))
+                for w in dict.fromkeys(_content_words(text, cut, named))
+                if re.search(r"[\u4e00-\u9fff]", w)
+            ]
         else:
             pairs = [(w, (w,)) for w in dict.fromkeys(_content_words(text, cut, named))]
         words = []
@@ -250,4 +281,5 @@ class Analyser:
             speakers=tuple(named),
             words=tuple(self._words(text, cut, english, named)),
             many_speakers=bool(_MANY.search(text)) and len(named) != 1,
+            about_person=bool(_ABOUT_PERSON.search(text)),
         )

@@ -21,6 +21,7 @@ from .store import IndexStore, tokenize
 from .types import Passage, Turn
 
 MODES = ("hybrid", "dense", "keyword")
+SENTENCE_GAP = 0.05  # cosine a turn's best sentence may lag the best one's by (see below)
 
 
 @dataclass(frozen=True)
@@ -32,22 +33,31 @@ class RetrieveConfig:
     rrf_k: int = 60  # reciprocal-rank-fusion damping
     dense_weight: float = 1.0
     keyword_weight: float = 0.7
+    keyword_weight_en: float = 0.7  # an English question's keywords are dictionary senses
     # A passage holding the interviewer's question (qa.chunk) is the same for every expert
     # who answered it, so it cannot tell their answers apart: it counts for less than a
     # passage in the expert's own words. Measured on eval/gold.jsonl (hit@1 / hit@5 / MRR):
     # 1.0: 0.933 / 0.987 / 0.958; 0.9: 0.933 / 1.000 / 0.959; 0.8: 0.947 / 1.000 / 0.970;
     # 0.7: 0.920 / 1.000 / 0.957; 0.5: 0.920 / 1.000 / 0.954; 0: 0.920 / 0.987 / 0.950.
     question_passage_weight: float = 0.8
+    # A bio line or author note (作者单位) shares only the name with most questions; the
+    # name alone must not carry it above what the expert said
+    bio_weight: float = 1.0
+    bio_weight_en: float = 0.8  # dev split, English: hit@1 same, speaker@1 0.833 → 0.867
     # An English question shares no words with the Chinese passages; its words' Chinese
     # senses that the corpus uses join the keyword search.
-    english_keywords: bool = True
+    english_keywords: bool = False
     # A question naming a speaker is embedded once: its topic alone (the search is already
     # narrowed to the speaker), not the whole question and the topic.
     embed_topic: bool = True
-    # sentence score = cosine + this × rarity-weighted share of the question's words in it
+    # sentence score = cosine + this × rarity-weighted share of the question's words in it;
+    # an English question's words are dictionary senses, a looser match: they weigh less
     sentence_keyword_weight: float = 0.3
+    sentence_keyword_weight_en: float = 0.0  # dev, English: highlight 0.467 → 0.433, but the
+    # dictionary senses pulled "top-level planning" to another sentence (issue #13 example)
     # turn score += this × its best sentence's cosine, scaled among the candidates
-    sentence_weight: float = 0.0
+    sentence_weight: float = 0.0  # dev split, Chinese: 0.5 lowers hit@1 0.963 → 0.939
+    sentence_weight_en: float = 0.5  # dev split, English: speaker@1 0.867 → 0.900, hit@1 same
 
 
 @dataclass(frozen=True)
@@ -153,6 +163,11 @@ class Retriever:
         self._question_rows = {
             p.id for p, t in zip(store.passages, self.turn_of, strict=True) if p.text == t.asked
         }
+        self._bio_rows = {
+            p.id
+            for p, t in zip(store.passages, self.turn_of, strict=True)
+            if t.kind in ("bio", "intro") or p.text.startswith(("（作者单位", "(作者单位"))
+        }
         self._speaker_rows = {
             s: np.array([t.speaker == s for t in self.turn_of]) for s in self.speaker_names
         }
@@ -168,13 +183,19 @@ class Retriever:
             mask = sec if mask is None else mask & sec
         return mask
 
-    def _keyword_terms(self, q: Question) -> list[str]:
+    def _keyword_terms(self, q: Question, narrowed_to: list[str]) -> list[str]:
         """The question's search terms; for an English question also the Chinese senses
-        of its words that the corpus uses."""
-        if not (q.english and self.config.english_keywords):
+        of its words that the corpus uses (measured on the dev split: off is better)."""
+        if not q.english or q.about_person:
             return list(q.tokens)
+        # an English question's tokens that match Chinese passages are the names; once
+        # the search is narrowed to those speakers they would only favour the shortest
+        # passage holding the name (an author note)
+        terms = [t for t in q.tokens if not any(t in name for name in narrowed_to)]
+        if not self.config.english_keywords:
+            return terms
         extra = [f for w in q.words if w.passages for f in w.forms if self.store.passages_with(f)]
-        return [*q.tokens, *tokenize(" ".join(extra))] if extra else list(q.tokens)
+        return [*terms, *tokenize(" ".join(extra))] if extra else terms
 
     # -- search -------------------------------------------------------------------------
 
@@ -211,13 +232,19 @@ class Retriever:
         t2 = time.perf_counter()
         if mode in ("hybrid", "keyword"):
             keyword = self.store.keyword_search(
-                q.text, cfg.candidates, mask, terms=self._keyword_terms(q)
+                q.text, cfg.candidates, mask,
+                terms=self._keyword_terms(q, named if mask is not None else []),
             )
         timings["keyword"] = (time.perf_counter() - t2) * 1000
 
-        fused = _fuse([(cfg.dense_weight, dense), (cfg.keyword_weight, keyword)], cfg)
+        kw_weight = cfg.keyword_weight_en if q.english else cfg.keyword_weight
+        fused = _fuse([(cfg.dense_weight, dense), (kw_weight, keyword)], cfg)
         for row in self._question_rows & fused.keys():
             fused[row] *= cfg.question_passage_weight
+        bio_weight = cfg.bio_weight_en if q.english else cfg.bio_weight
+        if bio_weight != 1.0 and not q.about_person:
+            for row in self._bio_rows & fused.keys():
+                fused[row] *= bio_weight
         dense_of = dict(dense)
         keyword_of = dict(keyword)
 
@@ -240,8 +267,9 @@ class Retriever:
                     sentences=self._sentences(q, turn, qvec),
                 )
             )
-        if cfg.sentence_weight and qvec is not None:
-            hits = self._with_sentence_scores(hits)
+        sentence_weight = cfg.sentence_weight_en if q.english else cfg.sentence_weight
+        if sentence_weight and qvec is not None:
+            hits = self._with_sentence_scores(hits, sentence_weight)
         hits.sort(key=lambda h: h.score, reverse=True)
         timings["sentences"] = (time.perf_counter() - t3) * 1000
         return Retrieval(
@@ -254,13 +282,14 @@ class Retriever:
             dense_peak=dense[0][1] - float(np.mean([s for _, s in dense])) if dense else 0.0,
         )
 
-    def _with_sentence_scores(self, hits: list[Hit]) -> list[Hit]:
+    def _with_sentence_scores(self, hits: list[Hit], w: float) -> list[Hit]:
+        """Each turn loses up to ``w`` for how far its best sentence's cosine is behind the
+        best one's (a full point at SENTENCE_GAP behind): a turn whose passage matched
+        well but holds no sentence that matches as well drops below one that does."""
         best = [h.sentences[0].dense if h.sentences else 0.0 for h in hits]
-        lo, hi = min(best, default=0.0), max(best, default=0.0)
-        span = (hi - lo) or 1.0
-        w = self.config.sentence_weight
+        hi = max(best, default=0.0)
         return [
-            Hit(**{**h.__dict__, "score": h.score + w * (b - lo) / span})
+            Hit(**{**h.__dict__, "score": h.score - w * min(1.0, (hi - b) / SENTENCE_GAP)})
             for h, b in zip(hits, best, strict=True)
         ]
 
@@ -272,12 +301,14 @@ class Retriever:
             return ()
         cos = index.vectors[rows] @ qvec if qvec is not None else np.zeros(len(rows))
         n = len(self.store)
+        cfg = self.config
+        weight = cfg.sentence_keyword_weight_en if q.english else cfg.sentence_keyword_weight
         out = []
         for row, c in zip(rows, cos, strict=True):
             a, b = (int(x) for x in index.spans[row])
             kw = word_share(q, turn.text[a:b], n)
             out.append(
-                Sentence(a, b, float(c), kw, float(c) + self.config.sentence_keyword_weight * kw)
+                Sentence(a, b, float(c), kw, float(c) + weight * kw)
             )
         out.sort(key=lambda s: (-s.score, s.start))
         return tuple(out)
