@@ -50,6 +50,7 @@ _ASKS_COUNT = re.compile(
 )
 _HAS_MONEY = re.compile(rf"(?:{_NUM})\s*(?:多|余)?\s*(?:元|美元|块钱|万元|亿元)")
 _PERCENT = re.compile(rf"百分之[{_CN_DIGIT}]+|[0-9.]+\s*[%‰]")
+_ASKS_ID = re.compile(r"(?:编号|号码|电话|代码|代号|邮编)(?:是|为)?多少")
 NOUN_NEAR = 12  # characters between the figure and the thing counted, either side
 
 
@@ -80,6 +81,8 @@ class Figure:
 
 def asks_figure(q: Question) -> Figure | None:
     """The kind of figure the question asks for; None for other questions."""
+    if _ASKS_ID.search(q.text):  # 编号是多少 asks for a code, not a count
+        return None
     if _ASKS_MONEY.search(q.text):
         return Figure(_HAS_MONEY, "")
     asks = _ASKS_COUNT.search(q.text)
@@ -246,6 +249,16 @@ class Model:
         )
 
 
+def bio_answers(r: Retrieval) -> bool:
+    """Where does 朱旭森 work? / 蔡之兵在哪里任教？: a question about a named speaker's work
+    or title, and the best hit is that speaker's bio line: the bio is the answer."""
+    q = r.question
+    if not (q.about_person and q.speakers and r.hits):
+        return False
+    top = r.hits[0].turn
+    return top.kind == "bio" and top.speaker in q.speakers
+
+
 def nothing_to_match(q: Question) -> bool:
     """No word of the question is in the corpus, and it either names no speaker (hello,
     ?, 1234567890, an emoji) or asks about something the corpus never mentions (朱旭森
@@ -259,6 +272,8 @@ def nothing_to_match(q: Question) -> bool:
 def decide(r: Retrieval, total: int, model: Model) -> Verdict:
     """Answer, answer with low confidence, or refuse."""
     s = signals(r, total)
+    if bio_answers(r):
+        return Verdict(HIGH, 1.0, s)
     if not r.hits or not s.figure_ok or nothing_to_match(r.question):
         return Verdict(REFUSE, 0.0, s)
     if r.mode == "keyword":  # no cosines to weigh: words alone must cover the question
