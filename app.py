@@ -10,8 +10,10 @@ Host and port default to Gradio's own GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, e
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -57,6 +59,10 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     t0 = time.perf_counter()
+    # Gradio takes seconds to import; the engine mostly waits while it opens (files, the
+    # embedding workers starting), so the web layer is imported meanwhile.
+    web_import = threading.Thread(target=importlib.import_module, args=("qa.web",), daemon=True)
+    web_import.start()
     from qa.engine import Engine
     from qa.errors import QAError
 
@@ -65,11 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     except QAError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-
-    from qa import lexicon
-
-    _progress("loading the English–Chinese dictionary (CC-CEDICT) for English questions")
-    lexicon.dictionary()
+    web_import.join()
 
     import uvicorn
 
@@ -89,6 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     url = f"http://{shown}:{args.port}"
     engine.watch_corpus(progress=_progress)  # env QA_WATCH_SECONDS (default 5; 0: off)
+    # The English–Chinese dictionary (~2 s) loads once the server is up, not before it:
+    # only an English question needs it, and that one waits on its lock.
+    from qa import lexicon
+
+    threading.Thread(target=lexicon.dictionary, name="qa-lexicon", daemon=True).start()
     _progress(f"ready in {time.perf_counter() - t0:.1f} s")
     _progress(f"chat      {url}/")
     _progress(f"JSON API  {url}/api/ask   (docs {url}/docs)")

@@ -226,3 +226,47 @@ def test_gradio_client_named_endpoint(app_server) -> None:
     assert d["citations"][0]["speaker"] == "卢阳春"
     with pytest.raises(Exception, match="empty"):
         client.predict(question="   ", k=2, speaker="", section="", api_name="/ask")
+
+
+def _gradio_event(server, trigger: str, data: list, session: str, event_data=None) -> dict:
+    """Runs the chat page's ``trigger`` event (e.g. "like") through Gradio's queue, as the
+    browser does; returns the completion message."""
+    config = httpx.get(server.url + "/config", timeout=30).json()
+    fn = next(d["id"] for d in config["dependencies"] if any(t[1] == trigger for t in d["targets"]))
+    body = {"data": data, "fn_index": fn, "session_hash": session, "event_data": event_data}
+    joined = httpx.post(server.url + "/gradio_api/queue/join", json=body, timeout=60)
+    assert joined.status_code == 200, joined.text
+    with httpx.stream(
+        "GET", server.url + "/gradio_api/queue/data", params={"session_hash": session}, timeout=120
+    ) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("data:"):
+                msg = json.loads(line[5:])
+                if msg.get("msg") == "process_completed":
+                    return msg
+    raise AssertionError("the event never completed")
+
+
+def test_bad_votes_through_the_chat_queue(app_server) -> None:
+    """Issue #9.7 on the real server: a vote is only like/dislike, on a reply that exists;
+    anything else gets a one-line status, never an exception's text, and is not logged."""
+    session = "votes-" + str(app_server.port)
+    done = _gradio_event(app_server, "submit", [Q, None, "", "", 2], session)
+    assert done["success"], done
+    before = app_server.feedback.read_text("utf-8") if app_server.feedback.exists() else ""
+    for bad in (
+        {"index": "abc", "value": "", "liked": True},
+        {"index": 1, "value": "", "liked": "x" * 2_000_000},
+        {"index": [1, "zz"], "value": "", "liked": "love"},
+    ):
+        done = _gradio_event(app_server, "like", [None], session, bad)
+        status = done["output"]["data"][0]
+        assert done["success"] and "qa-status-warn" in status and len(status) < 300, done
+        assert "Error" not in status and "Traceback" not in status
+    after = app_server.feedback.read_text("utf-8") if app_server.feedback.exists() else ""
+    assert after == before
+    good = {"index": 1, "value": "", "liked": True}
+    done = _gradio_event(app_server, "like", [None], session, good)
+    assert "感谢反馈" in done["output"]["data"][0]
+    row = json.loads(app_server.feedback.read_text("utf-8").splitlines()[-1])
+    assert row["vote"] == "like" and row["question"] == Q
