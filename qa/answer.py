@@ -201,13 +201,13 @@ def render(
     return "\n".join(lines)
 
 
-def answer_text(citations: tuple[Citation, ...], question: str) -> str:
-    """The plain-text answer from citations alone (a chat follow-up that leaves some out
-    and renumbers the rest): the top ones' highlights, grouped by expert."""
+def citation_blocks(citations: tuple[Citation, ...]) -> tuple[SpeakerBlock, ...]:
+    """Blocks from citations alone (a chat follow-up that leaves some out and renumbers
+    the rest): the top ones' highlights, grouped by expert in rank order."""
     groups: dict[str | None, list[Citation]] = {}
     for c in citations[:QUOTED_IN_ANSWER]:
         groups.setdefault(c.speaker, []).append(c)
-    structure = tuple(
+    return tuple(
         SpeakerBlock(
             who,
             cs[0].speaker_title,
@@ -216,7 +216,11 @@ def answer_text(citations: tuple[Citation, ...], question: str) -> str:
         )
         for who, cs in groups.items()
     )
-    return render(structure, citations, is_english(question))
+
+
+def answer_text(citations: tuple[Citation, ...], question: str) -> str:
+    """The plain-text answer from citations alone (see ``citation_blocks``)."""
+    return render(citation_blocks(citations), citations, is_english(question))
 
 
 LOW_NOTE_ZH = "（把握不大：以下原话可能没有完全回答这个问题。）"
