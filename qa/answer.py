@@ -34,15 +34,15 @@ _RANK = re.compile(
 
 
 def short_title(title: str | None) -> str | None:
-    """'…研究所副所长、研究员' → '研究员'; '…经济学教研部副教授' → '副教授'; a title
-    without a rank is shortened from the left."""
+    """'…研究所副所长、研究员' → '研究员'; '…经济学教研部副教授' → '副教授'; a short
+    title without a rank as it is (市委办公厅秘书二处); a long one is left to the card."""
     if not title:
         return None
     last = re.split(r"[、，,；;]", title)[-1].strip()
     rank = _RANK.search(last)
     if rank:
         return rank.group(1)
-    return last if len(last) <= 12 else "…" + last[-10:]
+    return last if len(last) <= 12 else None  # a long unit name: the card shows it
 
 
 def _span(hit: Hit) -> tuple[int, int]:
