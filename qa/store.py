@@ -164,12 +164,17 @@ def _is_content(token: str) -> bool:
     return token not in STOP_WORDS and any(ch.isalnum() for ch in token)
 
 
+@functools.cache
 def tokenizer_signature() -> str:
-    """Changes whenever tokenize() would split a text differently: a keyword index built
-    with another signature no longer matches its queries."""
+    """Changes whenever tokenize() would split a text differently (splitter, its version
+    and dictionary, normalisation, stop words): a keyword index built with another
+    signature no longer matches its queries."""
+    with jieba.Tokenizer().get_dict_file() as fh:  # the dictionary _tokenizer() loads
+        dictionary = hashlib.sha256(fh.read()).hexdigest()
     spec = {
         "splitter": "jieba.lcut_for_search",
         "jieba": getattr(jieba, "__version__", "?"),
+        "dictionary": dictionary,
         "hmm": JIEBA_HMM,
         "normalise": "NFKC+lower",
         "stop_words": sorted(STOP_WORDS),

@@ -235,7 +235,9 @@ def create_app(
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return _error(exc.status_code, str(exc.detail))
 
-    names = [n for n, _ in engine.speakers]
+    def speaker_names() -> list[str]:  # read per request: a corpus rebuild may change them
+        return [n for n, _ in engine.speakers]
+
     refusals = {
         400: {"description": "Unusable question (empty, too long) or unknown speaker."},
         422: {"description": "Malformed request: wrong types, k out of range, extra fields."},
@@ -244,6 +246,7 @@ def create_app(
     }
 
     def unknown_speaker(speaker: str | None) -> JSONResponse | None:
+        names = speaker_names()
         if speaker and speaker not in names:
             shown = speaker if len(speaker) <= 40 else speaker[:40] + "…"
             return _error(
@@ -290,6 +293,7 @@ def create_app(
     async def chat(req: ChatRequest) -> JSONResponse:
         if refused := unknown_speaker(req.speaker):
             return refused
+        names = speaker_names()
         history = [
             Context(
                 h.question,
@@ -355,7 +359,7 @@ def create_app(
                 # the speakers this index has: anything else is a 400
                 for option in props.get("speaker", {}).get("anyOf", []):
                     if option.get("type") == "string":
-                        option["enum"] = ["", *names]
+                        option["enum"] = ["", *speaker_names()]
             app.openapi_schema = schema
         return app.openapi_schema
 

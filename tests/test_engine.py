@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -114,5 +115,25 @@ def test_html_in_a_question_is_kept_as_text(engine):
 
 def test_health_reports_index_and_model(engine):
     h = engine.health()
+    assert h["status"] == "ok" and h["warnings"] == []
     assert h["model"] == engine.embedder.name and h["passages"] > 50
     assert {"蔡之兵", "卢阳春", "朱旭森", "王正攀", "孙金华"} <= set(h["speakers"])
+
+
+def test_settings_come_from_the_environment_with_documented_defaults(tmp_path):
+    from qa.settings import PROJECT_DIR, Settings
+
+    default = Settings.from_env({})
+    assert default.corpus == PROJECT_DIR / "corpus" and default.index == PROJECT_DIR / "index"
+    assert default.watch_seconds == 5.0 and default.engine_threads == 2
+    assert default.allowed_origins == "*" and default.debug is False
+    custom = Settings.from_env({
+        "QA_INDEX": str(tmp_path), "QA_WATCH_SECONDS": "0", "QA_ENGINE_THREADS": "many",
+        "QA_DEBUG": "1", "QA_EMBED_MODEL": " ",
+    })
+    assert custom.index == tmp_path and custom.watch_seconds == 0.0
+    assert custom.engine_threads == 2  # not a number: the default, not a crash at start
+    assert custom.debug is True and custom.embed_model is None  # blank counts as unset
+    documented = sys.modules[Settings.__module__].__doc__
+    for name in ("QA_CORPUS", "QA_INDEX", "QA_WATCH_SECONDS", "QA_DEBUG", "QA_ENGINE_THREADS"):
+        assert name in documented

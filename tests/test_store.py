@@ -467,3 +467,80 @@ def test_no_file_in_the_index_is_a_pickle(built):
             assert npz[key].dtype != object
         vocabulary = json.loads(npz["vocabulary_json"].tobytes().decode("utf-8"))
     assert "智博会" in vocabulary or "博会" in vocabulary
+
+
+def _edited(fn, old: str, new: str):
+    """``fn`` recompiled from its source with one edit, as if someone changed the code."""
+    import inspect
+    import textwrap
+
+    source = textwrap.dedent(inspect.getsource(fn))
+    assert old in source
+    namespace = dict(fn.__globals__)
+    exec(compile(source.replace(old, new), inspect.getsourcefile(fn), "exec"), namespace)
+    return namespace[fn.__name__]
+
+
+@pytest.mark.parametrize(
+    "module, name, old, new",
+    [
+        ("qa.chunk", "context_line", '"｜".join(parts)', '" / ".join(parts)'),  # keyword template
+        ("qa.chunk", "embedding_text", 'f"{turn.speaker}\\n', 'f"{turn.speaker}：'),
+        ("qa.engine", "keyword_text", "(turn)} {passage.text}", "(turn)}\\n{passage.text}"),
+    ],
+)
+def test_editing_a_passage_text_template_makes_the_index_stale(
+    index_dir, monkeypatch, module, name, old, new
+):
+    import importlib
+
+    from qa.engine import passage_settings
+
+    build(index_dir, settings=passage_settings())
+    assert stale_reason(index_dir, HASHES, MODEL, passage_settings()) is None
+    mod = importlib.import_module(module)
+    monkeypatch.setattr(mod, name, _edited(getattr(mod, name), old, new))
+    reason = stale_reason(index_dir, HASHES, MODEL, passage_settings())
+    assert reason == "the index was built with other passage settings (chunking or embedded text)"
+
+
+def test_a_changed_tokenizer_dictionary_makes_the_index_stale(built, monkeypatch, tmp_path):
+    import jieba
+
+    index_dir, _ = built
+    other = tmp_path / "dict.txt"
+    with jieba.Tokenizer().get_dict_file() as fh:
+        other.write_bytes(fh.read() + "智慧名城 5 n\n".encode())
+    monkeypatch.setattr(jieba.Tokenizer, "get_dict_file", lambda self: other.open("rb"))
+    monkeypatch.setattr(store, "tokenizer_signature", store.tokenizer_signature.__wrapped__)
+    assert stale_reason(index_dir, HASHES, MODEL) == (
+        "the keyword tokenizer changed since the index was built"
+    )
+
+
+def test_atomic_refusal_knows_its_own_folders(tmp_path):
+    from qa import atomic
+
+    folder = tmp_path / "model"
+    assert atomic.refusal(folder, store.KNOWN_FILES) is None  # nothing there yet
+    folder.mkdir()
+    assert atomic.refusal(folder, store.KNOWN_FILES) is None  # empty
+    (folder / "weights.bin").write_bytes(b"x")
+    assert "did not make (it holds weights.bin)" in atomic.refusal(folder, store.KNOWN_FILES)
+    (folder / ".prepared").write_text("ok")
+    assert atomic.refusal(folder, marker=".prepared") is None
+    assert "is a file" in atomic.refusal(folder / "weights.bin", store.KNOWN_FILES)
+
+
+def test_atomic_building_swaps_in_only_on_success(tmp_path):
+    from qa import atomic
+
+    target = tmp_path / "out"
+    with atomic.building(target) as work:
+        (work / "a.txt").write_text("one")
+    assert (target / "a.txt").read_text() == "one"
+    with pytest.raises(RuntimeError), atomic.building(target) as work:
+        (work / "a.txt").write_text("two")
+        raise RuntimeError("half way")
+    assert (target / "a.txt").read_text() == "one"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
