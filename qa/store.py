@@ -574,9 +574,10 @@ def stale_reason(
     if manifest["keyword"]["tokenizer"] != tokenizer_signature():
         return "the keyword tokenizer changed since the index was built"
     files = manifest["files"]
+    optional = (SENTENCES,) if SENTENCES in files else ()  # sentence rows (helper "quality")
     damaged = [
         name
-        for name in DATA_FILES
+        for name in (*DATA_FILES, *optional)
         if not (index_dir / name).is_file()
         or name not in files
         or (index_dir / name).stat().st_size != files[name]["bytes"]
