@@ -32,6 +32,19 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
     return spans
 
 
+def quotable_sentences(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each sentence worth quoting on its own: whitespace trimmed, at
+    least two letters or digits (not a stray closing quote)."""
+    out = []
+    for a, b in split_sentences(text):
+        piece = text[a:b]
+        a += len(piece) - len(piece.lstrip())
+        b -= len(piece) - len(piece.rstrip())
+        if sum(ch.isalnum() for ch in text[a:b]) >= 2:
+            out.append((a, b))
+    return out
+
+
 def chunk_turn(turn: Turn, first_id: int, config: ChunkConfig = ChunkConfig()) -> list[Passage]:
     sentences = split_sentences(turn.text)
     windows: list[tuple[int, int]] = []

@@ -23,12 +23,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from . import chunk
 from . import store as store_mod
 from .answer import compose
 from .corpus import corpus_fingerprint, corpus_stat, parse_text, read_corpus
 from .embed import Embedder, load_embedder, model_setting
 from .errors import BadQuestion, IndexProblem, IndexUnwritable, QAError
+from .evidence import MODEL_FILE as EVIDENCE_MODEL
+from .evidence import Model, decide
 from .retrieve import MODES, RetrieveConfig, Retriever
 from .settings import settings
 from .types import SECTION_SEP, Answer, Passage, Turn
@@ -69,6 +73,7 @@ def passage_settings() -> dict:
         for fn in (
             chunk.split_sentences, chunk.chunk_turn, chunk.chunk_turns,
             chunk.embedding_text, chunk.context_line, keyword_text,
+            chunk.quotable_sentences,  # sentence rows (helper "quality")
         )
     ]
     recipe.append(repr(chunk.INDEXED_KINDS))
@@ -133,6 +138,7 @@ def build(
     warm.join()
     with_passages = {p.turn_id for p in passages}
     indexed_turns = [t for t in turns if t.id in with_passages]
+    sentences = embed_sentences(indexed_turns, embedder, progress)
     store_mod.build_index(
         index,
         indexed_turns,
@@ -143,9 +149,27 @@ def build(
         progress=progress,
         keyword_texts=[keyword_text(turn_by_id[p.turn_id], p) for p in passages],
         settings=passage_settings(),
+        sentences=sentences,
     )
     progress(f"index built in {time.perf_counter() - t0:.1f} s at {index}")
     return store_mod.load_index(index)
+
+
+def embed_sentences(
+    turns: list[Turn], embedder: Embedder, progress: Progress = print
+) -> store_mod.SentenceIndex:
+    """Every quotable sentence of the indexed turns, embedded on its own (no speaker
+    prefix: the sentence's own words are the evidence)."""
+    rows = [(t.id, a, b) for t in turns for a, b in chunk.quotable_sentences(t.text)]
+    by_id = {t.id: t for t in turns}
+    progress(f"embedding {len(rows)} sentences…")
+    texts = [by_id[tid].text[a:b] for tid, a, b in rows]
+    vectors = (
+        embedder.embed_passages(texts, progress=progress)
+        if texts
+        else np.zeros((0, embedder.dimension), np.float32)
+    )
+    return store_mod.SentenceIndex([r[0] for r in rows], [(a, b) for _, a, b in rows], vectors)
 
 
 @dataclass(frozen=True)
@@ -194,6 +218,11 @@ class Engine:
         self.index_dir = index_dir
         self.corpus_dir = corpus_dir
         self._served = _serve(store, embedder)
+        # the answerability weights (qa/evidence_model.json); None until (re)fitted
+        try:
+            self.evidence: Model | None = Model.load()
+        except (OSError, ValueError, KeyError, TypeError):
+            self.evidence = None
         self._lock = threading.Lock()  # guards _served, _status, _warnings
         self._status = "stale" if warnings else "ok"
         self._warnings: list[str] = list(warnings or [])
@@ -302,10 +331,21 @@ class Engine:
             raise BadQuestion(
                 f"unknown section {section!r}: use (part of) one of {' | '.join(served.sections)}"
             )
+        if self.evidence is None:
+            raise IndexProblem(
+                f"{EVIDENCE_MODEL} is missing or outdated: fit it with "
+                "`python -m qa.evidence fit`"
+            )
+        asked = served.retriever.analyse(question)
+        # a question about several experts looks further, for every expert who answered
         retrieval = served.retriever.search(
-            question, k=k, speaker=speaker or None, section=section or None, mode=mode
+            asked, k=MAX_K if asked.many_speakers else k, speaker=speaker or None,
+            section=section or None, mode=mode,
         )
-        answer = compose(retrieval)
+        t1 = time.perf_counter()
+        verdict = decide(retrieval, len(served.store), self.evidence)
+        answer = compose(retrieval, verdict, k)
+        answer.timings_ms["answer"] = round((time.perf_counter() - t1) * 1000, 2)
         answer.timings_ms["total"] = round((time.perf_counter() - t0) * 1000, 2)
         return answer
 

@@ -32,7 +32,7 @@ _NOT_WORD = re.compile(r"[^a-z' -]+")
 
 def _sense_key(sense: str) -> str:
     """'to rain' → 'rain', 'traffic light (on roads)' → 'traffic light'."""
-    sense = _NOT_WORD.sub(" ", _PARENS.sub(" ", sense).lower())
+    sense = _NOT_WORD.sub(" ", _PARENS.sub(" ", sense).lower().replace("-", " "))
     return " ".join(_LEADING.sub("", " ".join(sense.split())).split())
 
 

@@ -1,47 +1,27 @@
 """Question → ranked turns: dense + keyword search, fused, filtered, merged per turn.
 
 Chunks of one turn are merged into one hit (the turn is what a citation shows). A
-speaker named in the question — in Chinese or in pinyin ("Lu Yangchun") — narrows the
-search to that speaker. ``evidence`` tells the answer stage whether anything really
-supports an answer: a keyword hit alone (Chatchat's "你好" problem) does not.
+speaker the question names (qa.question found it, in characters, pinyin or a homophone)
+narrows the search to that speaker. Each hit's sentences are scored on their own (dense
+and keyword together): the best one is what the answer quotes and what qa.evidence
+weighs. Whether to answer at all is decided in qa.evidence, not here.
 """
 
 from __future__ import annotations
 
-import re
+import math
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .embed import Embedder
-from .lexicon import chinese_words
-from .store import ENGLISH_STOP_WORDS, IndexStore, tokenize
+from .question import Analyser, Question
+from .store import IndexStore, tokenize
 from .types import Passage, Turn
 
 MODES = ("hybrid", "dense", "keyword")
-
-# Answer types (the classic check of IR-based QA): a question asking "how much money" or
-# "how many" is answered only by a passage that states such a figure. This catches
-# near-topic questions (智博会门票多少钱？) that a small embedding model scores high. The
-# figure must be in a passage that matched, not anywhere in a long answer, and it must be
-# a quantity — a number with a unit or measure word — not the 一 of 一方面.
-_NUM = r"[0-9０-９][0-9０-９.．,，]*|[一二两三四五六七八九十百千]{2,}"
-_MEASURE = "个家户人名位项条座所次场件台套辆款种批元"  # measure words a count ends with
-_ASKS_MONEY = re.compile(r"多少钱|价格|票价|费用|花费|\bhow much\b|\bprice\b|\bcost\b", re.I)
-# a Chinese count question names its measure word (多少家企业, 几条线): the answer's
-# figure must use the same one
-_ASKS_COUNT = re.compile(
-    rf"多少(?P<unit>[{_MEASURE}])?|(?<!哪)几(?P<unit2>[{_MEASURE}])|\bhow many\b", re.I
-)
-_HAS_MONEY = re.compile(rf"(?:{_NUM})\s*(?:多|余)?\s*(?:元|美元|块钱|万元|亿元)")
-
-
-def _quantity(unit: str | None) -> re.Pattern:
-    """A number with a unit or measure word (3000多家, 3.9万户, 0.12%); not the 一 of
-    一方面, not a year."""
-    units = re.escape(unit) if unit else rf"人次|[{_MEASURE}%％‰]|平方|公里|千米|米|吨"
-    return re.compile(rf"(?:{_NUM})\s*(?:万|亿)?\s*(?:多|余)?\s*(?:{units})")
+SENTENCE_GAP = 0.05  # cosine a turn's best sentence may lag the best one's by (see below)
 
 
 @dataclass(frozen=True)
@@ -53,27 +33,42 @@ class RetrieveConfig:
     rrf_k: int = 60  # reciprocal-rank-fusion damping
     dense_weight: float = 1.0
     keyword_weight: float = 0.7
+    keyword_weight_en: float = 0.7  # an English question's keywords are dictionary senses
     # A passage holding the interviewer's question (qa.chunk) is the same for every expert
     # who answered it, so it cannot tell their answers apart: it counts for less than a
     # passage in the expert's own words. Measured on eval/gold.jsonl (hit@1 / hit@5 / MRR):
     # 1.0: 0.933 / 0.987 / 0.958; 0.9: 0.933 / 1.000 / 0.959; 0.8: 0.947 / 1.000 / 0.970;
     # 0.7: 0.920 / 1.000 / 0.957; 0.5: 0.920 / 1.000 / 0.954; 0: 0.920 / 0.987 / 0.950.
     question_passage_weight: float = 0.8
-    # Abstention, calibrated on eval/gold.jsonl (eval/run_eval.py prints the margins). The
-    # best cosine of an e5 model is higher for a Chinese question against Chinese text
-    # than for an English one, so the bar moves with the question's share of CJK.
-    min_dense_zh: float = 0.862
-    min_dense_en: float = 0.770
-    # A Chinese question must find one of its distinctive words — one in fewer than this
-    # share of passages — in a top passage, or its speaker, title or section. Measured on
-    # eval/gold.jsonl: any share from 0.2 to 0.3 keeps every answerable question and turns
-    # away 明天重庆会下雨吗？ (重庆 is everywhere; 明天 and 下雨 nowhere); 0.1 loses one
-    # answerable paraphrase, 0.5 lets the weather question through on 重庆.
-    distinctive_share: float = 0.25
-    # ...unless its best cosine clears the bar by this much on its own: a paraphrase can
-    # share no distinctive word with its answer (answerable questions without one: +0.098
-    # over the bar; the weather question: +0.008).
-    clear_margin: float = 0.05
+    # A bio line or author note (作者单位) shares only the name with most questions; the
+    # name alone must not carry it above what the expert said
+    bio_weight: float = 1.0
+    bio_weight_en: float = 0.8  # dev split, English: hit@1 same, speaker@1 0.833 → 0.867
+    # An English question shares no words with the Chinese passages; its words' Chinese
+    # senses that the corpus uses join the keyword search.
+    english_keywords: bool = False
+    # A question naming a speaker is embedded once: its topic alone (the search is already
+    # narrowed to the speaker), not the whole question and the topic.
+    embed_topic: bool = True
+    # sentence score = cosine + this × rarity-weighted share of the question's words in it;
+    # an English question's words are dictionary senses, a looser match: they weigh less
+    sentence_keyword_weight: float = 0.3
+    sentence_keyword_weight_en: float = 0.0  # dev, English: highlight 0.467 → 0.433, but the
+    # dictionary senses pulled "top-level planning" to another sentence (issue #13 example)
+    # turn score += this × its best sentence's cosine, scaled among the candidates
+    sentence_weight: float = 0.0  # dev split, Chinese: 0.5 lowers hit@1 0.963 → 0.939
+    sentence_weight_en: float = 0.5  # dev split, English: speaker@1 0.867 → 0.900, hit@1 same
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """One sentence of a hit's turn, scored against the question."""
+
+    start: int  # in the turn text
+    end: int
+    dense: float  # cosine with the question (0 when not searched densely)
+    keyword: float  # rarity-weighted share of the question's words it holds
+    score: float
 
 
 @dataclass(frozen=True)
@@ -86,37 +81,24 @@ class Hit:
     dense: float  # best cosine among the turn's passages (0 when not searched)
     keyword: float  # best raw BM25 among the turn's passages
     passage_scores: dict[int, float] = field(default_factory=dict)  # passage id -> fused
+    sentences: tuple[Sentence, ...] = ()  # best first
+
+    @property
+    def best_sentence(self) -> Sentence | None:
+        return self.sentences[0] if self.sentences else None
 
 
 @dataclass(frozen=True)
 class Retrieval:
-    question: str
+    question: Question
     hits: tuple[Hit, ...]
     speakers: tuple[str, ...]  # speakers the search was narrowed to
-    supported: bool  # is there real evidence for an answer?
-    best_dense: float
-    keyword_cover: float
+    mode: str
+    best_dense: float  # best passage cosine (0 in keyword mode)
     timings_ms: dict
-    # when it abstained without them: the question's distinctive words that no passage
-    # uses (明天, 下雨), so the answer can say what the interviews never mention
-    unfound: tuple[str, ...] = ()
-
-
-def _pinyin_names(names: list[str]) -> dict[str, str]:
-    """'lu yangchun' / 'luyangchun' / 'yangchun lu' → 卢阳春, for English questions."""
-    try:
-        from pypinyin import lazy_pinyin
-    except ImportError:  # pinyin matching is a nicety, not a requirement
-        return {}
-    out: dict[str, str] = {}
-    for name in names:
-        syl = [s.lower() for s in lazy_pinyin(name)]
-        if not syl or not all(s.isascii() and s.isalpha() for s in syl):
-            continue
-        family, given = syl[0], "".join(syl[1:])
-        for form in (f"{family} {given}", f"{given} {family}", family + given):
-            out[form] = name
-    return out
+    # how far the best cosine stands above the candidates' mean: an off-topic question is
+    # about as close to every passage, an answered one peaks
+    dense_peak: float = 0.0
 
 
 Ranked = list[tuple[int, float]]  # (passage row, score), best first
@@ -147,6 +129,22 @@ def _fuse(views: list[tuple[float, Ranked]], cfg: RetrieveConfig) -> dict[int, f
     return fused
 
 
+def idf(passages: int, total: int) -> float:
+    """How much finding a word says: rare words much, common ones little."""
+    return math.log((total + 1) / (passages + 0.5))
+
+
+def word_share(question: Question, text: str, total: int) -> float:
+    """Rarity-weighted share of the question's words found in ``text``; a word the corpus
+    never uses weighs most and is never found."""
+    weights = [(idf(w.passages, total), w) for w in question.words]
+    whole = sum(x for x, _ in weights)
+    if not whole:
+        return 0.0
+    low = text.lower()
+    return sum(x for x, w in weights if any(f in low for f in w.forms)) / whole
+
+
 class Retriever:
     def __init__(
         self, store: IndexStore, embedder: Embedder, config: RetrieveConfig = RetrieveConfig()
@@ -158,44 +156,21 @@ class Retriever:
         self.speaker_names = sorted(
             {t.speaker for t in self.turn_of if t.speaker}, key=len, reverse=True
         )
-        self.pinyin = _pinyin_names(self.speaker_names)
+        self.analyse = Analyser(
+            self.speaker_names, store.passages_with, (p.text for p in store.passages)
+        )
         self._paths = [" › ".join((t.article, *t.section)) for t in self.turn_of]
         self._question_rows = {
             p.id for p, t in zip(store.passages, self.turn_of, strict=True) if p.text == t.asked
         }
+        self._bio_rows = {
+            p.id
+            for p, t in zip(store.passages, self.turn_of, strict=True)
+            if t.kind in ("bio", "intro") or p.text.startswith(("（作者单位", "(作者单位"))
+        }
         self._speaker_rows = {
             s: np.array([t.speaker == s for t in self.turn_of]) for s in self.speaker_names
         }
-
-    # -- filters ------------------------------------------------------------------------
-
-    def speakers_in(self, question: str) -> list[str]:
-        """Speakers the question names, in Chinese or pinyin."""
-        found = [s for s in self.speaker_names if s in question]
-        low = re.sub(r"[^a-z ]", " ", question.lower())
-        low = " ".join(low.split())
-        for form, name in self.pinyin.items():
-            if re.search(rf"\b{re.escape(form)}\b", low) and name not in found:
-                found.append(name)
-        return found
-
-    def with_chinese_names(self, question: str) -> str:
-        """'What did Cai Zhibing say…' → 'What did 蔡之兵 say…': the passages spell the name
-        in characters, and the sentence model matches characters to characters far better."""
-        for form, name in sorted(self.pinyin.items(), key=lambda kv: -len(kv[0])):
-            pattern = r"\b" + r"[\s-]*".join(re.escape(p) for p in form.split()) + r"\b"
-            question = re.sub(pattern, name, question, flags=re.I)
-        return question
-
-    @staticmethod
-    def _without_names(text: str, named: list[str]) -> str:
-        """The question's topic: once the search is narrowed to the speakers it names, the
-        names carry no more information."""
-        stripped = text
-        for name in named:
-            stripped = stripped.replace(name, " ")
-        stripped = " ".join(stripped.split())
-        return stripped if len(re.sub(r"\W", "", stripped)) >= 2 else text
 
     def _mask(self, speakers: list[str], section: str | None) -> np.ndarray | None:
         mask = None
@@ -208,11 +183,25 @@ class Retriever:
             mask = sec if mask is None else mask & sec
         return mask
 
+    def _keyword_terms(self, q: Question, narrowed_to: list[str]) -> list[str]:
+        """The question's search terms; for an English question also the Chinese senses
+        of its words that the corpus uses (measured on the dev split: off is better)."""
+        if not q.english or q.about_person:
+            return list(q.tokens)
+        # an English question's tokens that match Chinese passages are the names; once
+        # the search is narrowed to those speakers they would only favour the shortest
+        # passage holding the name (an author note)
+        terms = [t for t in q.tokens if not any(t in name for name in narrowed_to)]
+        if not self.config.english_keywords:
+            return terms
+        extra = [f for w in q.words if w.passages for f in w.forms if self.store.passages_with(f)]
+        return [*terms, *tokenize(" ".join(extra))] if extra else terms
+
     # -- search -------------------------------------------------------------------------
 
     def search(
         self,
-        question: str,
+        question: Question | str,
         k: int = 5,
         speaker: str | None = None,
         section: str | None = None,
@@ -220,191 +209,106 @@ class Retriever:
     ) -> Retrieval:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}")
+        q = question if isinstance(question, Question) else self.analyse(question)
         cfg = self.config
         timings: dict[str, float] = {}
-        named = [speaker] if speaker else self.speakers_in(question)
+        named = [speaker] if speaker else list(q.speakers)
         mask = self._mask(named, section)
         if mask is not None and not mask.any():
             mask = self._mask([], section) if named and not speaker else mask
 
-        dense: list[tuple[int, float]] = []
-        topic: list[tuple[int, float]] = []  # dense, with the named speakers left out
-        keyword: list[tuple[int, float]] = []
+        dense: Ranked = []
+        keyword: Ranked = []
+        qvec = None
         t0 = time.perf_counter()
         if mode in ("hybrid", "dense"):
-            full = self.with_chinese_names(question)
-            qvec = self.embedder.embed_query(full)
-            without_names = self._without_names(full, named)
-            tvec = self.embedder.embed_query(without_names) if without_names != full else None
+            narrowed = mask is not None and bool(named)
+            text = q.topic if (cfg.embed_topic and narrowed) else q.text
+            qvec = self.embedder.embed_query(text)
             timings["embed"] = (time.perf_counter() - t0) * 1000
             t1 = time.perf_counter()
             dense = self.store.dense_search(qvec, cfg.candidates, mask)
-            if tvec is not None:
-                topic = self.store.dense_search(tvec, cfg.candidates, mask)
             timings["dense"] = (time.perf_counter() - t1) * 1000
         t2 = time.perf_counter()
-        q_tokens = set(tokenize(question))
         if mode in ("hybrid", "keyword"):
-            keyword = self.store.keyword_search(question, cfg.candidates, mask)
+            keyword = self.store.keyword_search(
+                q.text, cfg.candidates, mask,
+                terms=self._keyword_terms(q, named if mask is not None else []),
+            )
         timings["keyword"] = (time.perf_counter() - t2) * 1000
 
-        # with a speaker named, the whole question and its topic alone each cast half the
-        # dense vote: the name alone would favour passages that hold little but the name
-        views = (
-            [(cfg.dense_weight / 2, dense), (cfg.dense_weight / 2, topic)]
-            if topic
-            else [(cfg.dense_weight, dense)]
-        )
-        fused = _fuse([*views, (cfg.keyword_weight, keyword)], cfg)
+        kw_weight = cfg.keyword_weight_en if q.english else cfg.keyword_weight
+        fused = _fuse([(cfg.dense_weight, dense), (kw_weight, keyword)], cfg)
         for row in self._question_rows & fused.keys():
             fused[row] *= cfg.question_passage_weight
+        bio_weight = cfg.bio_weight_en if q.english else cfg.bio_weight
+        if bio_weight != 1.0 and not q.about_person:
+            for row in self._bio_rows & fused.keys():
+                fused[row] *= bio_weight
         dense_of = dict(dense)
         keyword_of = dict(keyword)
 
         by_turn: dict[str, list[int]] = {}
         for row in sorted(fused, key=fused.get, reverse=True):
             by_turn.setdefault(self.store.passages[row].turn_id, []).append(row)
+        t3 = time.perf_counter()
         hits = []
         for turn_id, rows in by_turn.items():
             best = rows[0]
+            turn = self.store.turns[turn_id]
             hits.append(
                 Hit(
-                    turn=self.store.turns[turn_id],
+                    turn=turn,
                     passage=self.store.passages[best],
                     score=fused[best],
                     dense=max((dense_of.get(r, 0.0) for r in rows), default=0.0),
                     keyword=max((keyword_of.get(r, 0.0) for r in rows), default=0.0),
                     passage_scores={self.store.passages[r].id: fused[r] for r in rows},
+                    sentences=self._sentences(q, turn, qvec),
                 )
             )
+        sentence_weight = cfg.sentence_weight_en if q.english else cfg.sentence_weight
+        if sentence_weight and qvec is not None:
+            hits = self._with_sentence_scores(hits, sentence_weight)
         hits.sort(key=lambda h: h.score, reverse=True)
-        hits = hits[:k]
-
-        best_dense = max((s for _, s in dense), default=0.0)
-        cover = self._keyword_cover(q_tokens, hits)
-        missing = {} if mode == "keyword" else self._missing_distinctive(question, hits)
-        supported = self._supported(mode, question, best_dense, cover, hits, not missing)
-        unfound = () if supported else self._never_used(missing)
+        timings["sentences"] = (time.perf_counter() - t3) * 1000
         return Retrieval(
-            question=question,
-            hits=tuple(hits),
+            question=q,
+            hits=tuple(hits[:k]),
             speakers=tuple(named),
-            supported=supported,
-            best_dense=best_dense,
-            keyword_cover=cover,
+            mode=mode,
+            best_dense=max((s for _, s in dense), default=0.0),
             timings_ms=timings,
-            unfound=unfound,
+            dense_peak=dense[0][1] - float(np.mean([s for _, s in dense])) if dense else 0.0,
         )
 
-    def _keyword_cover(self, q_tokens: set[str], hits: list[Hit]) -> float:
-        """Share of the question's content words that the best passage contains."""
-        if not q_tokens or not hits:
-            return 0.0
-        best = 0.0
-        for h in hits[:3]:
-            text = h.turn.text.lower()
-            best = max(best, sum(1 for t in q_tokens if t in text) / len(q_tokens))
-        return best
-
-    def _supported(
-        self,
-        mode: str,
-        question: str,
-        best_dense: float,
-        cover: float,
-        hits: list[Hit],
-        anchored: bool,
-    ) -> bool:
-        """Is there real evidence? A keyword hit alone is not (Chatchat's "你好" problem);
-        a dense score just over the bar is not either when none of the question's
-        distinctive words appears in what was found."""
-        if not hits or not self.answer_type_met(question, hits):
-            return False
-        if mode == "keyword":
-            return cover >= 0.5
-        bar = self.min_dense(question)
-        if best_dense < bar:
-            return False
-        return best_dense >= bar + self.config.clear_margin or anchored
-
-    def _matched_texts(self, hits: list[Hit]) -> list[str]:
-        """The passages that matched in the top three turns (not the whole answers)."""
-        return [self.store.passages[pid].text for h in hits[:3] for pid in h.passage_scores]
-
-    def answer_type_met(self, question: str, hits: list[Hit]) -> bool:
-        """A money or count question needs a figure of that kind in a matched passage."""
-        if _ASKS_MONEY.search(question):
-            return any(_HAS_MONEY.search(t) for t in self._matched_texts(hits))
-        asks = _ASKS_COUNT.search(question)
-        if asks:
-            quantity = _quantity(asks.group("unit") or asks.group("unit2"))
-            return any(quantity.search(t) for t in self._matched_texts(hits))
-        return True
-
-    def anchored(self, question: str, hits: list[Hit]) -> bool:
-        """Does a top turn contain one of the question's distinctive words?
-
-        A small embedding model scores any question about 重庆 close to a page about
-        重庆, so the dense score alone is not evidence: one of the question's words that
-        few passages use must appear in a top turn (its text, speaker, title or section).
-        An English question's words are looked for through their Chinese senses
-        (qa.lexicon). A question with no such word (智慧城市是什么？) passes.
-        """
-        return not self._missing_distinctive(question, hits)
-
-    def _missing_distinctive(self, question: str, hits: list[Hit]) -> dict[str, tuple[str, ...]]:
-        """The question's distinctive words when no top turn contains any of them; empty
-        when one is found, or when the question has none."""
-        limit = self.config.distinctive_share * len(self.store)
-        distinctive = {
-            label: alternatives
-            for label, alternatives in self._question_words(question)
-            if all(self._passages_with(word) < limit for word in alternatives)
-        }
-        for h in hits[:3]:
-            t = h.turn
-            text = " ".join((t.speaker or "", t.speaker_title or "", *t.section, t.text)).lower()
-            if any(word in text for words in distinctive.values() for word in words):
-                return {}
-        return distinctive
-
-    def _never_used(self, words: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
-        """Of the question's words, those no passage uses at all — what the answer can say
-        the interviews never mention (明天, 下雨): a one-character word (做) only when no
-        longer one is missing, and 红烧肉 rather than also its parts 红烧, 烧肉."""
-        labels = [
-            w
-            for w, alternatives in words.items()
-            if not any(self._passages_with(a) for a in alternatives)
+    def _with_sentence_scores(self, hits: list[Hit], w: float) -> list[Hit]:
+        """Each turn loses up to ``w`` for how far its best sentence's cosine is behind the
+        best one's (a full point at SENTENCE_GAP behind): a turn whose passage matched
+        well but holds no sentence that matches as well drops below one that does."""
+        best = [h.sentences[0].dense if h.sentences else 0.0 for h in hits]
+        hi = max(best, default=0.0)
+        return [
+            Hit(**{**h.__dict__, "score": h.score - w * min(1.0, (hi - b) / SENTENCE_GAP)})
+            for h, b in zip(hits, best, strict=True)
         ]
-        longer = [w for w in labels if len(w) > 1]
-        labels = longer or labels
-        return tuple(w for w in labels if not any(w != o and w in o for o in labels))
 
-    def _question_words(self, question: str) -> list[tuple[str, tuple[str, ...]]]:
-        """The question's content words, each with the Chinese words that would show it is
-        there: itself for a Chinese word; its dictionary senses for an English one (an
-        English word with no Chinese sense in the dictionary is left out)."""
-        if _cjk_share(question) >= 0.5:
-            return [(word, (word,)) for word in dict.fromkeys(tokenize(question))]
-        question = self.with_chinese_names(question)
-        named = [(name, (name,)) for name in self.speakers_in(question)]
-        return named + list(chinese_words(question, ENGLISH_STOP_WORDS).items())
-
-    def _passages_with(self, word: str) -> int:
-        """How many passages hold a word; a dictionary word that the tokenizer splits
-        (可支配收入) is taken to be as common as its rarest part."""
-        return self.store.passages_with(word) or min(
-            (self.store.passages_with(t) for t in tokenize(word)), default=0
-        )
-
-    def min_dense(self, question: str) -> float:
+    def _sentences(self, q: Question, turn: Turn, qvec: np.ndarray | None) -> tuple[Sentence, ...]:
+        """The turn's sentences scored against the question, best first."""
+        index = self.store.sentences
+        rows = index.rows.get(turn.id) if index is not None else None
+        if rows is None or not len(rows):
+            return ()
+        cos = index.vectors[rows] @ qvec if qvec is not None else np.zeros(len(rows))
+        n = len(self.store)
         cfg = self.config
-        cjk = _cjk_share(question)
-        return cfg.min_dense_en + (cfg.min_dense_zh - cfg.min_dense_en) * min(1.0, cjk * 2)
-
-
-def _cjk_share(text: str) -> float:
-    """Share of the letters that are Chinese characters (0 for English, 1 for Chinese)."""
-    letters = [c for c in text if c.isalpha()]
-    return sum("\u4e00" <= c <= "\u9fff" for c in letters) / (len(letters) or 1)
+        weight = cfg.sentence_keyword_weight_en if q.english else cfg.sentence_keyword_weight
+        out = []
+        for row, c in zip(rows, cos, strict=True):
+            a, b = (int(x) for x in index.spans[row])
+            kw = word_share(q, turn.text[a:b], n)
+            out.append(
+                Sentence(a, b, float(c), kw, float(c) + weight * kw)
+            )
+        out.sort(key=lambda s: (-s.score, s.start))
+        return tuple(out)

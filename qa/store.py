@@ -53,7 +53,8 @@ BM25 = "bm25.npz"
 PASSAGES = "passages.json"
 TURNS = "turns.json"
 DATA_FILES = (VECTORS, BM25, PASSAGES, TURNS)
-KNOWN_FILES = (MANIFEST, *DATA_FILES)  # a folder holding only these is ours to rebuild
+SENTENCES = "sentences.npz"  # optional: sentence spans + vectors (see SentenceIndex)
+KNOWN_FILES = (MANIFEST, *DATA_FILES, SENTENCES)  # a folder holding only these is ours
 REBUILD = "rebuild it with `qa index`"
 
 # Dense search is exact over at most this many rows; bigger indexes get an HNSW graph.
@@ -138,6 +139,23 @@ def tokenize(text: str) -> list[str]:
     # how jieba splits (it keeps runs of Latin letters together either way)
     text = unicodedata.normalize("NFKC", text).lower()
     return [t for t in _tokenizer().lcut_for_search(text, HMM=JIEBA_HMM) if _is_content(t)]
+
+
+def split_words(text: str) -> tuple[list[str], list[str]]:
+    """(words, terms) from one jieba pass: ``words`` the plain segmentation in order (stop
+    words and punctuation kept, for the question's analysis), ``terms`` exactly what
+    ``tokenize`` returns (the search-mode terms)."""
+    tok = _tokenizer()
+    text = unicodedata.normalize("NFKC", text).lower()
+    words = list(tok.cut(text, HMM=JIEBA_HMM))
+    terms = []
+    for w in words:  # jieba's cut_for_search, from the same cut
+        if len(w) > 2:
+            terms += [w[i : i + 2] for i in range(len(w) - 1) if tok.FREQ.get(w[i : i + 2])]
+        if len(w) > 3:
+            terms += [w[i : i + 3] for i in range(len(w) - 2) if tok.FREQ.get(w[i : i + 3])]
+        terms.append(w)
+    return words, [t for t in terms if _is_content(t)]
 
 
 @functools.lru_cache(maxsize=1 << 17)
@@ -286,8 +304,12 @@ def build_index(
     progress: Progress = print,
     keyword_texts: Sequence[str] | None = None,
     settings: dict | None = None,
+    sentences: SentenceIndex | None = None,
 ) -> None:
     """Write a complete index folder, replacing any previous one atomically.
+
+    ``sentences`` (optional) are the turns' sentences and their vectors, written to
+    ``sentences.npz`` and checksummed like the other files.
 
     ``keyword_texts`` (one per passage) is what BM25 indexes when it should see more than
     the passage text, e.g. the speaker and section line; by default the passage text.
@@ -322,6 +344,13 @@ def build_index(
             files, dense_info, vocabulary = _write_files(
                 work, passages, turns, vectors, keyword_texts, progress
             )
+            if sentences is not None:  # -- sentence-level evidence (helper "quality") --
+                sentences.save(work / SENTENCES, turn_ids)
+                _fsync(work / SENTENCES)
+                files[SENTENCES] = {
+                    "sha256": _sha256_file(work / SENTENCES),
+                    "bytes": (work / SENTENCES).stat().st_size,
+                }
             manifest = {
                 "format_version": FORMAT_VERSION,
                 "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -329,7 +358,12 @@ def build_index(
                 "settings": settings or {},
                 "dimension": int(vectors.shape[1]),
                 "corpus": dict(sorted(corpus_hashes.items())),
-                "counts": {"turns": len(turns), "passages": n, "vocabulary": len(vocabulary)},
+                "counts": {
+                    "turns": len(turns),
+                    "passages": n,
+                    "vocabulary": len(vocabulary),
+                    **({"sentences": len(sentences)} if sentences is not None else {}),
+                },
                 "dense": dense_info,
                 "keyword": {
                     "scheme": "bm25",
@@ -540,9 +574,10 @@ def stale_reason(
     if manifest["keyword"]["tokenizer"] != tokenizer_signature():
         return "the keyword tokenizer changed since the index was built"
     files = manifest["files"]
+    optional = (SENTENCES,) if SENTENCES in files else ()  # sentence rows (helper "quality")
     damaged = [
         name
-        for name in DATA_FILES
+        for name in (*DATA_FILES, *optional)
         if not (index_dir / name).is_file()
         or name not in files
         or (index_dir / name).stat().st_size != files[name]["bytes"]
@@ -577,8 +612,10 @@ class IndexStore:
         dense: faiss.Index,
         keyword_weights: sparse.csc_matrix,
         vocabulary: list[str],
+        sentences: SentenceIndex | None = None,
     ):
         self.index_dir = index_dir
+        self.sentences = sentences  # None for an index built without them
         self.manifest = manifest
         self.turns = turns
         self.passages = passages
@@ -663,7 +700,8 @@ class IndexStore:
         return 0 if j is None else int(self._weights.indptr[j + 1] - self._weights.indptr[j])
 
     def keyword_search(
-        self, query: str, k: int, allowed: np.ndarray | None = None
+        self, query: str, k: int, allowed: np.ndarray | None = None,
+        terms: Sequence[str] | None = None,
     ) -> list[tuple[int, float]]:
         """Top-k (row, raw BM25 score) of passages sharing a content word with the query.
 
@@ -673,7 +711,8 @@ class IndexStore:
         allowed = self._check_allowed(allowed)
         if k <= 0:
             return []
-        term_ids = sorted({self._term_id[t] for t in tokenize(query) if t in self._term_id})
+        terms = tokenize(query) if terms is None else terms  # terms: already tokenized
+        term_ids = sorted({self._term_id[t] for t in terms if t in self._term_id})
         if not term_ids:
             return []
         w = self._weights
@@ -746,8 +785,20 @@ def load_index(index_dir: Path) -> IndexStore:
     turns = {t.id: t for t in turn_list}
     if any(p.turn_id not in turns for p in passages):
         raise _corrupt(index_dir, "a passage refers to a missing turn")
+    sentences = None
+    if SENTENCES in files:  # -- sentence-level evidence (helper "quality") --
+        path = index_dir / SENTENCES
+        if not path.is_file():
+            raise IndexProblem(
+                f"index at {index_dir} is incomplete ({SENTENCES} missing): {REBUILD}"
+            )
+        if _sha256_file(path) != files[SENTENCES]["sha256"]:
+            raise _corrupt(index_dir, f"{SENTENCES} checksum mismatch")
+        sentences = SentenceIndex.load(path, turns, dense.d)
+        if sentences is None:
+            raise _corrupt(index_dir, f"{SENTENCES} malformed")
     _tokenizer()  # load jieba now, not during the first question
-    return IndexStore(index_dir, manifest, turns, passages, dense, weights, vocabulary)
+    return IndexStore(index_dir, manifest, turns, passages, dense, weights, vocabulary, sentences)
 
 
 # bm25.npz arrays: (name, dtype kinds allowed); every one 1-D
@@ -790,3 +841,63 @@ def _read_bm25(index_dir: Path, n: int) -> tuple[sparse.csc_matrix, list[str]]:
         (data.astype(np.float32), indices.astype(np.int32), indptr.astype(np.int64)), shape=shape
     )
     return weights, vocabulary
+
+
+# ---------------------------------------------------------------------------------------
+# sentence-level evidence (helper "quality"): every sentence of every indexed turn, with
+# its vector, so the answer quotes the sentence that matched and the answerability check
+# sees how well the best single sentence matches (a long passage dilutes it).
+
+
+class SentenceIndex:
+    """Sentences of the indexed turns: ``turn_ids[i]`` holds ``spans[i]`` (start, end in the
+    turn text), ``vectors[i]`` is its L2-normalised vector; ``rows[turn_id]`` its rows."""
+
+    def __init__(self, turn_ids: Sequence[str], spans: np.ndarray, vectors: np.ndarray):
+        self.turn_ids = list(turn_ids)
+        self.spans = np.asarray(spans, dtype=np.int32).reshape(-1, 2)
+        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        rows: dict[str, list[int]] = {}
+        for i, tid in enumerate(self.turn_ids):
+            rows.setdefault(tid, []).append(i)
+        self.rows = {tid: np.asarray(r, dtype=np.int64) for tid, r in rows.items()}
+
+    def __len__(self) -> int:
+        return len(self.turn_ids)
+
+    def save(self, path: Path, known_turns: set[str]) -> None:
+        """Write as plain arrays (no pickle); every sentence must belong to a known turn."""
+        if len(self.vectors) != len(self.turn_ids) or not np.isfinite(self.vectors).all():
+            raise ValueError("need one finite vector per sentence")
+        missing = set(self.turn_ids) - known_turns
+        if missing:
+            raise ValueError(f"sentences refer to turns not given: {sorted(missing)[:3]}")
+        names = list(dict.fromkeys(self.turn_ids))
+        order = {tid: i for i, tid in enumerate(names)}
+        np.savez(
+            path,
+            turn=np.asarray([order[t] for t in self.turn_ids], dtype=np.int32),
+            turn_ids_json=np.frombuffer(json.dumps(names, ensure_ascii=False).encode(), np.uint8),
+            spans=self.spans,
+            vectors=_normalised(self.vectors) if len(self.vectors) else self.vectors,
+        )
+
+    @classmethod
+    def load(cls, path: Path, turns: dict[str, Turn], dimension: int) -> SentenceIndex | None:
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                names = json.loads(npz["turn_ids_json"].tobytes().decode("utf-8"))
+                turn = npz["turn"]
+                spans, vectors = npz["spans"], npz["vectors"]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            return None
+        if len(turn) != len(spans) or len(turn) != len(vectors):
+            return None
+        if len(vectors) and (vectors.ndim != 2 or vectors.shape[1] != dimension):
+            return None
+        if len(turn) and (turn.min() < 0 or turn.max() >= len(names)):
+            return None
+        ids = [names[i] for i in turn]
+        if any(t not in turns for t in names):
+            return None
+        return cls(ids, spans, vectors)

@@ -87,6 +87,27 @@ class Citation:
 
 
 @dataclass(frozen=True)
+class Quote:
+    """One sentence an expert said, with the citation it comes from."""
+
+    text: str
+    rank: int  # the citation's [n]
+
+
+@dataclass(frozen=True)
+class SpeakerBlock:
+    """One expert's part of the answer: a short header and 1–3 sentences in reading order."""
+
+    speaker: str | None  # None for unattributed text
+    title: str | None  # the title as printed on the page
+    short_title: str | None  # what the header shows (副院长, 研究员)
+    quotes: tuple[Quote, ...]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class Answer:
     question: str
     answerable: bool
@@ -94,6 +115,9 @@ class Answer:
     citations: tuple[Citation, ...] = ()
     suggestions: tuple[str, ...] = ()  # closest topics, offered when not answerable
     timings_ms: dict = field(default_factory=dict)
+    # "high": answered; "low": answered, with a note that the evidence is weak; "none": refused
+    confidence: str = "high"
+    blocks: tuple[SpeakerBlock, ...] = ()  # the answer's structure, one block per expert
 
     def to_dict(self) -> dict:
         return {
@@ -103,4 +127,6 @@ class Answer:
             "citations": [c.to_dict() for c in self.citations],
             "suggestions": list(self.suggestions),
             "timings_ms": dict(self.timings_ms),
+            "confidence": self.confidence,
+            "blocks": [b.to_dict() for b in self.blocks],
         }

@@ -1,0 +1,285 @@
+"""The question, analysed once: normalised text, tokens, language, named speakers, words.
+
+Every later stage (retrieval, evidence, answer) reads this one record instead of
+re-tokenising and re-guessing the language. Normalisation: NFKC (full width → half
+width), traditional → simplified Chinese (OpenCC), speaker names written in pinyin
+("Lu Yangchun") or with a homophone typo (卢杨春) → the name as the page prints it
+(卢阳春). The user's own text stays in ``original``: answers and citations show it.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from .lexicon import chinese_words
+from .store import ENGLISH_STOP_WORDS, STOP_WORDS, split_words
+
+# The one definition of "English": fewer than half of the letters are Chinese characters.
+ENGLISH_BELOW_CJK_SHARE = 0.5
+
+
+def cjk_share(text: str) -> float:
+    """Share of the letters that are Chinese characters (0 for English, 1 for Chinese)."""
+    letters = [c for c in text if c.isalpha()]
+    return sum("\u4e00" <= c <= "\u9fff" for c in letters) / (len(letters) or 1)
+
+
+def is_english(text: str) -> bool:
+    """Answer in English? Only when the text has letters and most are not Chinese."""
+    return any(c.isalpha() for c in text) and cjk_share(text) < ENGLISH_BELOW_CJK_SHARE
+
+
+@functools.cache
+def _converter():
+    try:
+        import opencc
+    except ImportError:  # folding is a nicety: without it traditional text is searched as is
+        return None
+    return opencc.OpenCC("t2s")
+
+
+def normalise(text: str) -> str:
+    """NFKC (Ｑ１２３ → Q123, full-width punctuation → ASCII) and traditional → simplified.
+
+    NFKC turns the full-width ？ into ?, which the sentence model treats alike."""
+    text = unicodedata.normalize("NFKC", text)
+    conv = _converter()
+    return conv.convert(text) if conv is not None and re.search(r"[\u4e00-\u9fff]", text) else text
+
+
+@functools.cache
+def _syllable(ch: str) -> str:
+    from pypinyin import lazy_pinyin
+
+    return lazy_pinyin(ch)[0].lower()
+
+
+def _syllables(text: str) -> tuple[str, ...]:
+    return tuple(_syllable(c) for c in text)
+
+
+@dataclass(frozen=True)
+class Word:
+    """One content word of the question and how to tell it is in a text."""
+
+    label: str  # as in the question (a Chinese token, or an English word or phrase)
+    forms: tuple[str, ...]  # Chinese words that show it is there (itself for Chinese)
+    passages: int  # how many passages use it (the rarest form); 0 = the corpus never does
+    share: float  # passages / all passages: lower is rarer
+
+    @property
+    def rare(self) -> bool:
+        return 0 < self.share < RARE_SHARE
+
+
+RARE_SHARE = 0.05  # a word in under 5 % of passages singles a passage out
+
+
+@dataclass(frozen=True)
+class Question:
+    """Everything later stages need to know about the question, computed once."""
+
+    original: str  # as asked (control characters removed): shown back to the user
+    text: str  # normalised, names in characters: what is searched
+    topic: str  # ``text`` without the named speakers (== text when nothing else is left)
+    tokens: tuple[str, ...]  # tokenize(text)
+    cjk_share: float
+    english: bool
+    speakers: tuple[str, ...]  # speakers the question names, as the page spells them
+    words: tuple[Word, ...]  # content words (speaker names left out), question order
+    many_speakers: bool  # 各位专家 / 三位专家 / all experts: one answer block per expert
+    about_person: bool = False  # asks who someone is or where they work: a bio answers it
+
+    @property
+    def has_content(self) -> bool:
+        """Any word the corpus could answer about (names count)?"""
+        return bool(self.words or self.speakers)
+
+
+_MANY = re.compile(
+    r"各位|几位|[两三四五六七八九十多]位专家|专家们|诸位|大家|每位|所有专家|"
+    r"\b(?:all|each|every|several|the)\s+(?:the\s+)?(?:experts|speakers|interviewees)\b|"
+    r"\bexperts\b",
+    re.I,
+)
+_ABOUT_PERSON = re.compile(
+    r"\bwork(?:s|ed)?\b|\bwork unit\b|\btitle\b|\bposition\b|\baffiliat|\bwho is\b|"
+    r"\bprofession|\bjob\b|\bemploy(?:er|ed)\b|单位|职称|职务|职位|任职|任教|工作|身份|是谁|"
+    r"哪个(?:学校|机构|部门)",
+    re.I,
+)
+_NAME_SEP = r"[\s\-·.]*"
+_HONORIFIC_EN = r"(?:professor|prof\.?|mr\.?|mrs\.?|ms\.?|dr\.?|director|dean)"
+_HONORIFIC_ZH = "教授|副教授|老师|先生|女士|研究员|院长|副院长|所长|副所长|博士"
+
+
+def _content_words(text: str, cut: list[str], named: list[str]) -> list[str]:
+    """The question's content words in order, from jieba's plain cut: the speakers' names
+    left out, stop words and punctuation dropped, and runs of single characters that
+    jieba could not place joined again (基金定投 → 基金, 定投 rather than 定, 投). A lone
+    single character (看, 税) is too vague to count unless nothing else is left."""
+    low = text.lower()
+    taken = [False] * len(low)
+    for name in named:
+        for m in re.finditer(re.escape(name.lower()), low):
+            taken[m.start() : m.end()] = [True] * len(name)
+    out: list[str] = []
+    run = ""
+    pos = 0
+    for w in cut:
+        start, pos = pos, pos + len(w)
+        keep = (
+            not any(taken[start:pos])
+            and w not in STOP_WORDS
+            and any(c.isalnum() for c in w)
+            and not _MANY.fullmatch(w)
+        )
+        if keep and len(w) == 1 and "\u4e00" <= w <= "\u9fff":
+            run += w
+            continue
+        if run:
+            out.append(run)
+            run = ""
+        if keep:
+            out.append(w)
+    if run:
+        out.append(run)
+    longer = [w for w in out if len(w) > 1 or not w.isascii() and not ("\u4e00" <= w <= "\u9fff")]
+    return [w for w in out if len(w) > 1 or w.isdigit()] if longer else out
+
+
+class Analyser:
+    """Turns question text into a ``Question``; one per index (it knows the names and
+    how often each word is used)."""
+
+    def __init__(
+        self,
+        speaker_names: Iterable[str],
+        passages_with: Callable[[str], int],
+        texts: Iterable[str],
+    ):
+        self.names = sorted(set(speaker_names), key=len, reverse=True)
+        self._passages_with = passages_with
+        texts = list(texts)
+        self._text = "\n".join(texts).lower()  # to look up words the tokenizer splits
+        self._n = max(1, len(texts))
+        self._name_syllables = {
+            n: _syllables(n) for n in self.names if re.fullmatch(r"[\u4e00-\u9fff]{2,4}", n)
+        }
+        self._pinyin_patterns = self._pinyin(self._name_syllables)
+        self._surname_patterns = self._by_surname(self._name_syllables)
+
+    @staticmethod
+    def _pinyin(names: dict[str, tuple[str, ...]]) -> list[tuple[re.Pattern, str]]:
+        """'Lu Yangchun', 'Yangchun Lu', 'luyangchun', 'Lu Yang-chun' → 卢阳春."""
+        out = []
+        for name, syl in names.items():
+            if not all(s.isascii() and s.isalpha() for s in syl):
+                continue
+            family, given = syl[0], syl[1:]
+            g = _NAME_SEP.join(given)
+            pattern = rf"\b(?:{family}{_NAME_SEP}{g}|{g}{_NAME_SEP}{family})\b"
+            out.append((re.compile(pattern, re.I), name))
+        out.sort(key=lambda p: -len(p[0].pattern))
+        return out
+
+    @staticmethod
+    def _by_surname(names: dict[str, tuple[str, ...]]) -> list[tuple[re.Pattern, str]]:
+        """'Professor Zhu', 'Mr. Sun', 孙先生, 蔡教授 → the one speaker with that surname."""
+        families: dict[str, list[str]] = {}
+        for name, syl in names.items():
+            families.setdefault(syl[0], []).append(name)
+        out = []
+        for family, members in families.items():
+            if len(members) != 1 or not family.isascii():
+                continue
+            name = members[0]
+            out.append((re.compile(rf"\b{_HONORIFIC_EN}\s*{family}\b", re.I), name))
+            out.append((re.compile(rf"{re.escape(name[0])}(?:{_HONORIFIC_ZH})"), name))
+        return out
+
+    def speakers_in(self, text: str) -> tuple[str, list[str]]:
+        """(text with every way of naming a speaker replaced by the name, names found)."""
+        found: list[str] = []
+        for pattern, name in self._pinyin_patterns + self._surname_patterns:
+            if pattern.search(text):
+                text = pattern.sub(name, text)
+        for name in self.names:
+            if name in text and name not in found:
+                found.append(name)
+        # homophone typos: 卢杨春 sounds like 卢阳春 (at most one character differs)
+        for name, syl in self._name_syllables.items():
+            if name in found:
+                continue
+            n = len(name)
+            for i in range(len(text) - n + 1):
+                window = text[i : i + n]
+                if not re.fullmatch(r"[\u4e00-\u9fff]+", window):
+                    continue
+                same = sum(a == b for a, b in zip(window, name, strict=True))
+                if same >= n - 1 and _syllables(window) == syl:
+                    text = text.replace(window, name)
+                    found.append(name)
+                    break
+        order = {name: text.find(name) for name in found}
+        return text, sorted(found, key=order.get)
+
+    def _words(self, text: str, cut: list[str], english: bool, named: list[str]) -> list[Word]:
+        if english:
+            # a one-character sense (前, 头 for "top") matches everything: words only
+            pairs = [
+                (label, tuple(f for f in forms if len(f) > 1))
+                for label, forms in chinese_words(text, ENGLISH_STOP_WORDS).items()
+                if not any(label in name or name in label for name in named)
+            ]
+            pairs = [(label, forms) for label, forms in pairs if forms]
+            # a mixed question (Tencent、Alibaba这些公司在重庆设立了什么？): its Chinese words too
+            pairs += [
+                (w, (w,))
+                for w in dict.fromkeys(_content_words(text, cut, named))
+                if re.search(r"[\u4e00-\u9fff]", w)
+            ]
+        else:
+            pairs = [(w, (w,)) for w in dict.fromkeys(_content_words(text, cut, named))]
+        words = []
+        for label, forms in pairs:
+            count = max(self._count(f) for f in forms)
+            words.append(Word(label, tuple(forms), count, count / self._n))
+        # the parts of a word the corpus never uses (个人, 所得 of 个人所得税) are not
+        # evidence: the whole word is what was asked about
+        never = [w.label for w in words if not w.passages]
+        return [w for w in words if not any(w.label != n and w.label in n for n in never)]
+
+    def _count(self, word: str) -> int:
+        """Passages holding a word. A word the tokenizer does not keep whole (可支配收入,
+        智慧城市建设) but that the text holds verbatim counts as rare (1)."""
+        return self._passages_with(word) or int(word.lower() in self._text)
+
+    def __call__(self, original: str) -> Question:
+        text = normalise(original)
+        text, named = self.speakers_in(text)
+        share = cjk_share(text)
+        english = any(c.isalpha() for c in text) and share < ENGLISH_BELOW_CJK_SHARE
+        cut, tokens = split_words(text)
+        topic = text
+        for name in named:
+            topic = topic.replace(name, " ")
+        topic = " ".join(topic.split())
+        if len(re.sub(r"\W", "", topic)) < 2:
+            topic = text
+        return Question(
+            original=original,
+            text=text,
+            topic=topic,
+            tokens=tuple(tokens),
+            cjk_share=share,
+            english=english,
+            speakers=tuple(named),
+            words=tuple(self._words(text, cut, english, named)),
+            many_speakers=bool(_MANY.search(text)) and len(named) != 1,
+            about_person=bool(_ABOUT_PERSON.search(text)),
+        )

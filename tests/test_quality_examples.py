@@ -1,0 +1,148 @@
+"""Issue #13's list of what a new user saw, each one asserted on the real corpus and model
+(and on a small transcript written to a temporary folder)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from qa.engine import Engine
+
+
+def squash(s: str) -> str:
+    return re.sub(r"\s+", "", s)
+
+
+# -- refused although the words are in the text -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("question", "speaker", "phrase"),
+    [
+        ("“牛鼻子”指的是什么？", "孙金华", "抓住就业这个“牛鼻子”"),
+        ("What is the 135 framework?", "卢阳春", "“135”架构体系"),
+    ],
+)
+def test_a_phrase_of_the_page_is_answered(engine, question, speaker, phrase):
+    ans = engine.ask(question)
+    assert ans.answerable, ans.answer
+    top = ans.citations[0]
+    assert top.speaker == speaker and phrase in top.highlight
+
+
+# -- answered although the page has no answer ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("question", "never"),
+    [("孙金华对房地产税怎么看？", "房地产"), ("朱旭森毕业于哪所大学？", "毕业")],
+)
+def test_a_topic_the_page_never_mentions_is_refused(engine, question, never):
+    ans = engine.ask(question)
+    assert not ans.answerable and ans.citations == () and ans.confidence == "none"
+    assert f"“{never}”" in ans.answer  # says what the interviews never mention
+    assert engine.store.passages_with(never) == 0
+
+
+@pytest.mark.parametrize(
+    "question",
+    ["hello", "?", "1234567890", "asdkjh qwpoeiru", "SELECT * FROM turns", "😀🎉👍"],
+)
+def test_nonsense_is_refused(engine, question):
+    ans = engine.ask(question)
+    assert ans.answerable is False and ans.citations == ()
+    assert ans.suggestions  # the closest topics are offered instead
+
+
+# -- wrong sentence quoted ----------------------------------------------------------------
+
+
+def test_the_sentence_that_answers_is_quoted(engine):
+    ans = engine.ask("What does Cai Zhibing recommend for top-level planning?")
+    assert ans.answerable
+    top = ans.citations[0]
+    assert top.speaker == "蔡之兵" and "顶层" in top.highlight
+    assert "底层研发" not in top.highlight
+
+
+def test_an_experts_words_come_before_the_author_note(engine):
+    ans = engine.ask("What does Sun Jinhua say about employment?")
+    assert ans.answerable
+    top = ans.citations[0]
+    assert top.speaker == "孙金华" and top.kind != "bio" and "就业" in top.highlight
+    assert "作者单位" not in top.highlight
+
+
+def test_traditional_characters_find_the_three_weaknesses(engine):
+    ans = engine.ask("蔡之兵認為智慧名城建設有哪些短板？")
+    assert ans.answerable and ans.question == "蔡之兵認為智慧名城建設有哪些短板？"  # shown as asked
+    assert ans.citations[0].speaker == "蔡之兵"
+    # the 三短 sentence is quoted in the answer (its turn still ranks second: see the report)
+    three = [c for c in ans.citations[:2] if "三短" in c.highlight]
+    assert three and f"“{three[0].highlight}” [{three[0].rank}]" in ans.answer
+
+
+# -- many experts, one list ---------------------------------------------------------------
+
+
+def test_a_question_to_all_experts_gets_one_block_per_expert(engine):
+    ans = engine.ask("各位专家对绿色智慧城市有什么建议？")
+    assert ans.answerable
+    speakers = [b.speaker for b in ans.blocks]
+    assert len(speakers) >= 2 and len(set(speakers)) == len(speakers)
+    # in the page's order: by where each expert's quoted words are
+    place = {c.rank: (c.source, c.start) for c in ans.citations}
+    first = {b.speaker: min(place[q.rank] for q in b.quotes) for b in ans.blocks}
+    assert speakers == sorted(speakers, key=first.get)
+    # the full title and section path stay in the citation cards
+    article = ans.citations[0].article
+    assert article not in ans.answer and "›" not in ans.answer
+    for b in ans.blocks:
+        assert 1 <= len(b.quotes) <= 3
+        header = f"{b.speaker}（{b.short_title}）：" if b.short_title else f"{b.speaker}："
+        assert header in ans.answer.splitlines()
+    assert ans.to_dict()["blocks"][0]["quotes"][0]["rank"] >= 1
+
+
+def test_one_header_per_expert_and_marks_on_every_quote(engine):
+    ans = engine.ask("卢阳春认为老年人使用政务平台有什么困难？")
+    lines = ans.answer.splitlines()
+    headers = [line for line in lines if line.endswith("：")]
+    assert headers and headers[0].startswith("卢阳春（副院长）")
+    assert all(re.search(r"\[\d+\]$", line) for line in lines if line not in headers)
+
+
+# -- another corpus: a small transcript ---------------------------------------------------
+
+TRANSCRIPT = """# 城市物流怎样更聪明
+## 垃圾清运
+主持人：城市垃圾清运有哪些新办法？
+张明远（物流研究员）：垃圾清运要靠数据调度。我们给每辆清运车装上定位设备，按照小区垃圾桶的满溢情况安排路线，空跑的车次少了一半。
+## 智能分拣
+主持人：分拣中心用了哪些新技术？
+张明远（物流研究员）：分拣中心引入了视觉识别系统，包裹条码和面单都能自动读取。经过一年的调试，分拣准确率提高到百分之八十五，人工复核的工作量明显下降。
+"""
+
+
+@pytest.fixture(scope="module")
+def transcript_engine(tmp_path_factory):
+    root = tmp_path_factory.mktemp("transcript")
+    (root / "corpus").mkdir()
+    (root / "corpus" / "logistics.md").write_text(TRANSCRIPT, encoding="utf-8")
+    return Engine.open(root / "corpus", root / "index", progress=lambda _m: None)
+
+
+def test_a_speaker_question_on_another_corpus_is_answered(transcript_engine):
+    ans = transcript_engine.ask("张明远怎么看垃圾清运？")
+    assert ans.answerable, ans.answer
+    assert "“看”" not in ans.answer
+    top = ans.citations[0]
+    assert top.speaker == "张明远" and top.speaker_title == "物流研究员"
+    assert "清运" in top.highlight
+
+
+def test_a_figure_in_chinese_numerals_answers_a_how_much_question(transcript_engine):
+    ans = transcript_engine.ask("分拣准确率提高到多少？")
+    assert ans.answerable, ans.answer
+    assert "百分之八十五" in ans.citations[0].highlight
