@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from .answer import answer_text
+from .answer import answer_text, citation_blocks
 from .followup import MORE, Context, FollowUp, resolve_followup
 from .types import Answer, Citation
 
@@ -118,6 +118,7 @@ def next_turn(
         citations=tuple(kept),
         answerable=found.answerable and not exhausted,
         answer=EXHAUSTED if exhausted else answer_text(tuple(kept), found.question),
+        blocks=() if exhausted else citation_blocks(tuple(kept)),
     )
     carried = sorted(exclude) if fu.reason == MORE else []
     ids = [citation_id(c) for c in quoted(kept)] if answer.answerable else []

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+from .question import is_english
+
 #: How far back the resolver looks for a speaker or a question to reuse.
 MAX_LOOKBACK = 8
 
@@ -178,10 +180,6 @@ def _replace_speakers(text: str, new: str | None, speakers: Sequence[str]) -> st
     return re.sub(r"\s{2,}", " ", result).strip() if new is None else result
 
 
-def _english(text: str) -> bool:
-    return not re.search(r"[\u4e00-\u9fff]", text)
-
-
 def resolve_followup(
     history: Sequence[Context], question: str, speakers: Sequence[str]
 ) -> FollowUp:
@@ -245,7 +243,7 @@ def resolve_followup(
             )
         # 这位专家怎么看老年人？ — the pronoun's speaker, this question's topic.
         word = pronoun.group(0)
-        if _english(word):
+        if is_english(word):
             name = english_name(speaker)
             replacement = f"{name}'s" if word.lower() == "his" else name
         else:

@@ -16,7 +16,7 @@ from .chat import ChatTurn, quoted
 from .engine import MAX_QUESTION_CHARS
 from .errors import BadQuestion
 from .followup import MORE, NO_ANTECEDENT, OTHERS, PRONOUN, SPEAKER_SWITCH
-from .types import Citation, section_path
+from .types import Citation, SpeakerBlock, section_path
 
 # Characters Markdown (or KaTeX, or the chat's autolinker) would act on, as entities.
 _MD_ACTIVE = str.maketrans({c: f"&#{ord(c)};" for c in "\\`*_[]()~$|!#{}:"})
@@ -66,6 +66,19 @@ def render_quote(c: Citation) -> str:
         f'<a class="qa-ref" title="出处 {c.rank}">[{c.rank}]</a></div>'
         "</div>"
     )
+
+
+def render_block(block: SpeakerBlock) -> str:
+    """One expert's part of the answer: a short header, then their sentences with [n]."""
+    head = esc(block.speaker or "原文")
+    if block.short_title:
+        head += f'<span class="qa-block-title">{esc(block.short_title)}</span>'
+    quotes = "".join(
+        f'<div class="qa-quote-text">“{esc(q.text)}”'
+        f'<a class="qa-ref" title="出处 {q.rank}">[{q.rank}]</a></div>'
+        for q in block.quotes
+    )
+    return f'<div class="qa-quote"><div class="qa-block-head">{head}</div>{quotes}</div>'
 
 
 def render_citation(c: Citation) -> str:
@@ -140,7 +153,16 @@ def reply_pieces(turn: ChatTurn) -> list[str]:
             )
         return pieces
     pieces.append('<div class="qa-label">专家原话 In their words</div>')
-    pieces.extend(render_quote(c) for c in quoted(answer.citations))
+    if answer.confidence == "low":
+        pieces.append(
+            '<div class="qa-low">把握不大：以下原话可能没有完全回答这个问题。'
+            '<span class="qa-en">Low confidence: these passages may not fully answer '
+            "the question.</span></div>"
+        )
+    if answer.blocks:  # one block per expert, as the plain-text answer groups them
+        pieces.extend(render_block(b) for b in answer.blocks)
+    else:
+        pieces.extend(render_quote(c) for c in quoted(answer.citations))
     pieces.append(f'<div class="qa-label">出处 Sources · {len(answer.citations)}</div>')
     pieces.extend(render_citation(c) for c in answer.citations)
     return pieces

@@ -205,6 +205,10 @@ CSS = """
 .qa-quote { border-left: 3px solid var(--qa-accent); padding: 2px 0 2px 12px; margin: 6px 0 10px; }
 .qa-quote-text { color: var(--qa-ink); }
 .qa-quote-by { font-size: .85rem; color: var(--qa-muted); margin-top: 2px; }
+.qa-block-head { font-weight: 600; margin-bottom: 2px; }
+.qa-block-title { font-weight: 400; font-size: .85rem; color: var(--qa-muted); margin-left: 6px; }
+.qa-low { font-size: .85rem; color: #8a5a00; background: #fff6e0; padding: 4px 8px;
+          border-radius: 4px; margin: 4px 0 8px; }
 .qa-ref { color: var(--qa-accent) !important; font-weight: 600; margin-left: 4px;
   text-decoration: none !important; font-size: .8rem; vertical-align: super; }
 details.qa-cite { border: 1px solid var(--qa-line); border-radius: 10px; margin: 8px 0;
