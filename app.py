@@ -10,10 +10,8 @@ Host and port default to Gradio's own GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, e
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -59,10 +57,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     t0 = time.perf_counter()
-    # Gradio takes seconds to import; the engine mostly waits while it opens (files, the
-    # embedding workers starting), so the web layer is imported meanwhile.
-    web_import = threading.Thread(target=importlib.import_module, args=("qa.web",), daemon=True)
-    web_import.start()
+    # Ready means /api/health and /api/ask answer: that needs the engine, FastAPI and
+    # uvicorn, not Gradio (seconds to import and build), so the chat pages are built in a
+    # background thread once the server listens; meanwhile / shows a page that reloads.
     from qa.engine import Engine
     from qa.errors import QAError
 
@@ -71,10 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     except QAError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    web_import.join()
 
     import uvicorn
 
+    from qa import lexicon
     from qa.guard import GuardedH11, Limits
     from qa.web import allowed_origins, create_app
 
@@ -86,18 +83,17 @@ def main(argv: list[str] | None = None) -> int:
         server_name=args.host,
         server_port=args.port,
         limits=limits,
+        chat="later",
+        # the English–Chinese dictionary (~1 s) loads after the chat pages: only an
+        # English question needs it, and that one waits on its lock
+        after_chat=lexicon.dictionary,
     )
     GuardedH11.limits = limits
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     url = f"http://{shown}:{args.port}"
     engine.watch_corpus(progress=_progress)  # env QA_WATCH_SECONDS (default 5; 0: off)
-    # The English–Chinese dictionary (~2 s) loads once the server is up, not before it:
-    # only an English question needs it, and that one waits on its lock.
-    from qa import lexicon
-
-    threading.Thread(target=lexicon.dictionary, name="qa-lexicon", daemon=True).start()
     _progress(f"ready in {time.perf_counter() - t0:.1f} s")
-    _progress(f"chat      {url}/")
+    _progress(f"chat      {url}/   (a few seconds more)")
     _progress(f"JSON API  {url}/api/ask   (docs {url}/docs)")
     _progress(f'widget    <script src="{url}/widget.js" defer></script>')
     try:

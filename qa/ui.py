@@ -7,6 +7,7 @@ examples ``qa.guide``. This module only wires them to Gradio components.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -25,7 +26,9 @@ from .render import (
     reply_pieces,
     wrap_reply,
 )
-from .web import gr  # qa.web turns Gradio's analytics off before importing it
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before Gradio is imported
+import gradio as gr  # noqa: E402  (seconds to import: qa.web loads this module late)
 
 log = logging.getLogger(__name__)
 STREAM_PAUSE_S = 0.04  # between streamed pieces: long enough to see, short enough not to wait

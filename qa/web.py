@@ -4,39 +4,47 @@
 ``/widget.js`` (the one-tag embed), the chat at ``/`` and the widget's compact chat at
 ``/embed/``. One ``Engine`` per process serves every request; its calls run in a small
 thread pool so one slow question never blocks the event loop. Bad requests get a 4xx with
-a JSON error, never 500. This module turns Gradio's analytics off before importing it.
+a JSON error, never 500.
+
+Gradio (``qa.ui``) takes seconds to import and build, and only the chat pages need it, so
+this module does not import it: ``create_app(chat="later")`` answers the API at once and
+mounts the chat pages from a background thread when they are built.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import json
+import logging
 import os
+import threading
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Mount
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-import gradio as gr  # noqa: E402
-import orjson  # noqa: E402
-from fastapi import FastAPI, Request  # noqa: E402
-from fastapi.exceptions import RequestValidationError  # noqa: E402
-from fastapi.middleware.cors import CORSMiddleware  # noqa: E402
-from fastapi.openapi.utils import get_openapi  # noqa: E402
-from fastapi.responses import HTMLResponse, JSONResponse, Response  # noqa: E402
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr  # noqa: E402
-from starlette.exceptions import HTTPException as StarletteHTTPException  # noqa: E402
-from starlette.types import ASGIApp, Message, Receive, Scope, Send  # noqa: E402
+from .chat import next_turn
+from .engine import MAX_K, MAX_QUESTION_CHARS, Engine
+from .errors import BadQuestion, QAError
+from .feedback import FeedbackLog, default_feedback_path
+from .followup import MAX_LOOKBACK, Context
+from .guard import Limits, NoUploads, RateLimit
+from .guide import APP_TITLE, CorpusGuide, corpus_guide
 
-from .chat import next_turn  # noqa: E402
-from .engine import MAX_K, MAX_QUESTION_CHARS, Engine  # noqa: E402
-from .errors import BadQuestion, QAError  # noqa: E402
-from .feedback import FeedbackLog, default_feedback_path  # noqa: E402
-from .followup import MAX_LOOKBACK, Context  # noqa: E402
-from .guard import Limits, NoUploads, RateLimit  # noqa: E402
-from .guide import corpus_guide  # noqa: E402
+log = logging.getLogger(__name__)
 
 MAX_NAME_CHARS = 200  # a speaker name or a section filter
 MAX_HISTORY = 50  # turns a client may send back; the last MAX_LOOKBACK are used
@@ -183,21 +191,43 @@ def create_app(
     server_name: str = "127.0.0.1",
     server_port: int = 7860,
     limits: Limits | None = None,
+    chat: Literal["now", "later"] = "now",
+    after_chat: Callable[[], object] | None = None,
 ) -> FastAPI:
-    """The FastAPI app with the JSON API, the widget, and both chat pages mounted.
+    """The FastAPI app with the JSON API, the widget, and both chat pages.
 
+    ``chat="now"`` builds the chat pages before returning (Gradio: seconds). ``"later"``
+    returns at once: until the server has built them in a background thread, / and /embed/
+    answer a page that reloads itself, and /api/health says ``"chat": "starting"``.
+    ``after_chat`` then runs in that thread (work nobody needs first, e.g. a dictionary).
     ``limits`` default to ``Limits.from_env(server_name)``: throttled when public.
     """
-    from .ui import CSS, SCROLL_HEAD, build_ui, theme
-
     limits = limits or Limits.from_env(server_name)
-    log = (
+    votes = (
         feedback
         if isinstance(feedback, FeedbackLog)
         else FeedbackLog(feedback or default_feedback_path())
     )
     origins = origins or allowed_origins()
+    guide = corpus_guide(engine)
+    later = chat == "later"  # (`chat` is also the /api/chat handler's name below)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            if later:
+                loop = asyncio.get_running_loop()
+                threading.Thread(
+                    target=_chat_later,
+                    args=(app, engine, votes, guide, loop, stack, after_chat),
+                    name="qa-chat-pages",
+                    daemon=True,
+                ).start()
+            yield
+            app.state.chat = "stopped"  # a build still running does not mount any more
+
     app = FastAPI(
+        lifespan=lifespan,
         title="智慧名城 QA API",
         version="1.0",
         description=(
@@ -209,6 +239,8 @@ def create_app(
         openapi_url="/openapi.json",
     )
     app.state.engine = engine
+    app.state.chat = "starting"
+    app.state.server = (server_name, server_port)  # for Gradio's mount
     # The engine is CPU-bound Python: more threads than cores only fight over the GIL and
     # starve the event loop (p95 4 s at 50 clients with 40 threads on two cores). A small
     # pool, fed in arrival order, keeps the loop responsive and the waiting fair.
@@ -318,7 +350,8 @@ def create_app(
 
     @app.get("/api/health", summary="Index and model in use")
     async def health() -> dict:
-        return {**engine.health(), "sections": engine.sections}
+        # "chat": "starting" while the chat pages are built (the API already answers)
+        return {**engine.health(), "sections": engine.sections, "chat": app.state.chat}
 
     known = {"ask": "POST", "chat": "POST", "health": "GET"}
 
@@ -335,11 +368,8 @@ def create_app(
             response = _error(405, f"use {allowed} /api/{rest.strip('/')} {how}".strip())
             response.headers["Allow"] = allowed
             return response
-        return _error(
-            404, "no such endpoint: use POST /api/ask, POST /api/chat or GET /api/health"
-        )
+        return _error(404, "no such endpoint: use POST /api/ask, POST /api/chat or GET /api/health")
 
-    guide = corpus_guide(engine)
     example = guide.examples_zh[0] if guide.examples_zh else None
 
     def openapi() -> dict:
@@ -386,31 +416,154 @@ def create_app(
             },
         )
 
-    mount_opts: dict[str, Any] = {
-        "server_name": server_name,
-        "server_port": server_port,
-        "theme": theme(),
-        "css": CSS,
-        "footer_links": [],
-        "run_history": False,
-        "show_error": False,  # an exception's text never reaches the client
-        "max_file_size": 0,  # no uploads (NoUploads refuses the routes too)
-        "ssr_mode": False,
-        "mcp_server": False,
-    }
-    compact = build_ui(engine, log, compact=True, guide=guide)
-    compact.queue(default_concurrency_limit=16)
-    gr.mount_gradio_app(
-        app,
-        compact,
-        path=EMBED_PATH,
-        **mount_opts,
-        head=COMPACT_HEAD + SCROLL_HEAD,
-    )
-    full = build_ui(engine, log, compact=False, guide=guide)
-    full.queue(default_concurrency_limit=16)
-    gr.mount_gradio_app(app, full, path="/", **mount_opts, head=SCROLL_HEAD)
+    if not later:
+        mount_chat_pages(app, build_chat_pages(engine, votes, guide))
+        app.state.chat = "ready"
+        if after_chat is not None:
+            after_chat()
+    else:
+        app.mount("/", StartingPage(app))
     return app
+
+
+ChatPage = tuple[str, Any, str]  # (mount path, gradio Blocks, extra <head>)
+
+
+def build_chat_pages(engine: Engine, votes: FeedbackLog, guide: CorpusGuide) -> list[ChatPage]:
+    """Both chat pages, the widget's compact one first: the slow part (imports Gradio)."""
+    from .ui import SCROLL_HEAD, build_ui
+
+    pages = []
+    for path, compact, head in (
+        (EMBED_PATH, True, COMPACT_HEAD + SCROLL_HEAD),
+        ("/", False, SCROLL_HEAD),
+    ):
+        blocks = build_ui(engine, votes, compact=compact, guide=guide)
+        blocks.queue(default_concurrency_limit=16)
+        pages.append((path, blocks, head))
+    return pages
+
+
+def mount_chat_pages(app: FastAPI, pages: list[ChatPage]) -> list[Any]:
+    """Mount the pages in ``app`` (before "/" catches all); the Gradio apps mounted."""
+    import gradio as gr
+
+    from .ui import CSS, theme
+
+    server = app.state.server
+    mounted = []
+    for path, blocks, head in pages:
+        gr.mount_gradio_app(
+            app,
+            blocks,
+            path=path,
+            server_name=server[0],
+            server_port=server[1],
+            theme=theme(),
+            css=CSS,
+            head=head,
+            footer_links=[],
+            run_history=False,
+            show_error=False,  # an exception's text never reaches the client
+            max_file_size=0,  # no uploads (NoUploads refuses the routes too)
+            ssr_mode=False,
+            mcp_server=False,
+        )
+        mounted.append(app.router.routes[-1].app)
+    return mounted
+
+
+async def _start_chat_pages(
+    app: FastAPI, pages: list[ChatPage], stack: contextlib.AsyncExitStack
+) -> None:
+    """In the running server's loop: mount the pages, start them, then retire the stand-in."""
+    if app.state.chat != "starting":
+        return
+    for gradio_app in mount_chat_pages(app, pages):
+        # what mount_gradio_app's lifespan does when the pages are mounted before start-up
+        await stack.enter_async_context(gradio_app.router.lifespan_context(gradio_app))
+        gradio_app.get_blocks().run_startup_events()
+        await gradio_app.get_blocks().run_extra_startup_events()
+    app.router.routes[:] = [
+        r
+        for r in app.router.routes
+        if not (isinstance(r, Mount) and isinstance(r.app, StartingPage))
+    ]
+    app.state.chat = "ready"
+
+
+def _chat_later(
+    app: FastAPI,
+    engine: Engine,
+    votes: FeedbackLog,
+    guide: CorpusGuide,
+    loop: asyncio.AbstractEventLoop,
+    stack: contextlib.AsyncExitStack,
+    after_chat: Callable[[], object] | None,
+) -> None:
+    """Build the chat pages off the event loop (the API keeps answering), then mount them."""
+    try:
+        pages = build_chat_pages(engine, votes, guide)
+        asyncio.run_coroutine_threadsafe(_start_chat_pages(app, pages, stack), loop).result()
+    except Exception:  # the API still works; the stand-in page says to look at the log
+        log.exception("the chat pages could not be started")
+        app.state.chat = "failed"
+    if after_chat is not None:
+        after_chat()
+
+
+class StartingPage:
+    """Stands in at / and /embed/ while the chat pages are built: a page that reloads itself.
+
+    Other paths under it (Gradio's own API) get a JSON 503 with Retry-After.
+    """
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1013})  # try again later
+            return
+        failed = self.app.state.chat == "failed"
+        retry = {"Retry-After": "1"} if not failed else {}
+        if scope["method"] in ("GET", "HEAD") and scope["path"] in (
+            "/",
+            EMBED_PATH,
+            EMBED_PATH + "/",
+        ):
+            response: Response = HTMLResponse(
+                FAILED_HTML if failed else STARTING_HTML, status_code=503, headers=retry
+            )
+        else:
+            message = (
+                "the chat pages failed to start: see the server's log"
+                if failed
+                else "the chat is starting: retry in a second (the JSON API already answers)"
+            )
+            response = _error(503, message)
+            response.headers.update(retry)
+        await response(scope, receive, send)
+
+
+_PAGE = (
+    "<!doctype html><html lang=zh-CN><head><meta charset=utf-8>{refresh}"
+    "<title>{title}</title><style>body{{font-family:'Noto Sans CJK SC',"
+    "system-ui,sans-serif;color:#1f2328;display:grid;place-items:center;min-height:90vh;"
+    "margin:0}}p{{text-align:center;line-height:1.8}}</style></head><body><p>{text}</p>"
+    "</body></html>"
+)
+STARTING_HTML = _PAGE.format(
+    title=html.escape(APP_TITLE),
+    refresh="<meta http-equiv=refresh content=1>",
+    text="正在启动，请稍候……<br>The chat is starting; this page reloads by itself.",
+)
+FAILED_HTML = _PAGE.format(
+    title=html.escape(APP_TITLE),
+    refresh="",
+    text="聊天页面未能启动。<br>The chat could not start: see the server's log.",
+)
 
 
 def jsonable_errors(exc: RequestValidationError) -> list[dict]:
@@ -448,10 +601,7 @@ def api_docs_html(
     )
     body_json = json.dumps({"question": question or "…", "k": 3}, ensure_ascii=False)
     quoted = "'" + body_json.replace("'", "'\\''") + "'"  # for a POSIX shell
-    example = (
-        f"curl -s {base_url}/api/ask -H 'Content-Type: application/json' \\\n"
-        f"  -d {quoted}"
-    )
+    example = f"curl -s {base_url}/api/ask -H 'Content-Type: application/json' \\\n  -d {quoted}"
     info = schema.get("info", {})
     return (
         "<!doctype html><html lang=zh-CN><head><meta charset=utf-8>"
