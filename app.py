@@ -12,12 +12,25 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
 
 def _progress(msg: str) -> None:
     print(f"[qa] {msg}", file=sys.stderr, flush=True)
+
+
+def _warm_up() -> None:
+    """Load what opening the engine needs anyway, while it waits for its embedding workers.
+
+    The workers are separate processes starting up (~0.5 s of waiting); jieba's dictionary
+    and pypinyin are loaded here meanwhile, and the engine then finds them loaded.
+    """
+    from qa.store import tokenize
+
+    tokenize("预热")
+    import pypinyin  # noqa: F401  (the retriever maps speaker names to pinyin)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -60,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     # Ready means /api/health and /api/ask answer: that needs the engine, FastAPI and
     # uvicorn, not Gradio (seconds to import and build), so the chat pages are built in a
     # background thread once the server listens; meanwhile / shows a page that reloads.
+    threading.Thread(target=_warm_up, name="qa-warm-up", daemon=True).start()
     from qa.engine import Engine
     from qa.errors import QAError
 
