@@ -34,8 +34,14 @@ class AppServer:
 
 
 @contextmanager
-def start_app(tmp: Path, host: str = "127.0.0.1", **env: str) -> Iterator[AppServer]:
-    """The real app (``python app.py``) on a free port, with extra environment; stopped after."""
+def start_app(
+    tmp: Path, host: str = "127.0.0.1", wait_for_chat: bool = True, **env: str
+) -> Iterator[AppServer]:
+    """The real app (``python app.py``) on a free port, with extra environment; stopped after.
+
+    Yielded once its chat pages are up too (/api/health says ``"chat": "ready"``), or
+    with ``wait_for_chat=False`` as soon as /api/health answers.
+    """
     import httpx
 
     port = free_port()
@@ -67,7 +73,11 @@ def start_app(tmp: Path, host: str = "127.0.0.1", **env: str) -> Iterator[AppSer
             if proc.poll() is not None:
                 pytest.fail(f"app.py exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
             try:
-                if httpx.get(url + "/api/health", timeout=2).status_code == 200:
+                health = httpx.get(url + "/api/health", timeout=2)
+                # the API answers first; the chat pages follow within seconds
+                if health.status_code == 200 and (
+                    not wait_for_chat or health.json().get("chat") == "ready"
+                ):
                     break
             except httpx.HTTPError:
                 pass

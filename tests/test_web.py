@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -270,3 +271,28 @@ def test_bad_votes_through_the_chat_queue(app_server) -> None:
     assert "感谢反馈" in done["output"]["data"][0]
     row = json.loads(app_server.feedback.read_text("utf-8").splitlines()[-1])
     assert row["vote"] == "like" and row["question"] == Q
+
+
+def test_api_answers_first_then_the_chat_follows(tmp_path) -> None:
+    """Issue #10.4: ready = /api/health and /api/ask; the chat pages follow and then work."""
+    from conftest import start_app
+
+    with start_app(tmp_path, wait_for_chat=False) as server:
+        r = ask(server, {"question": Q, "k": 1})
+        assert r.status_code == 200 and r.json()["answerable"] is True
+        # Gradio takes seconds to import and build: its pages are not there yet
+        assert httpx.get(server.url + "/api/health", timeout=30).json()["chat"] == "starting"
+        page = httpx.get(server.url + "/", timeout=30)
+        assert page.status_code == 503 and page.headers["retry-after"] == "1"
+        assert "http-equiv=refresh" in page.text and "starting" in page.text
+        assert httpx.get(server.url + "/embed/", timeout=30).status_code == 503
+        inner = httpx.post(server.url + "/gradio_api/queue/join", json={}, timeout=30)
+        assert inner.status_code == 503 and "starting" in inner.json()["error"]
+        deadline = time.monotonic() + 120
+        while httpx.get(server.url + "/api/health", timeout=30).json()["chat"] != "ready":
+            assert time.monotonic() < deadline, "the chat pages did not follow in 120 s"
+            time.sleep(0.2)
+        for path in ("/", "/embed/"):
+            page = httpx.get(server.url + path, timeout=30)
+            assert page.status_code == 200 and "gradio" in page.text.lower()
+        assert ask(server, {"question": Q, "k": 1}).json()["answerable"] is True
