@@ -76,7 +76,7 @@ def start_app(
                 health = httpx.get(url + "/api/health", timeout=2)
                 # the API answers first; the chat pages follow within seconds
                 if health.status_code == 200 and (
-                    not wait_for_chat or health.json().get("chat") == "ready"
+                    not wait_for_chat or health.json().get("chat", "ready") == "ready"
                 ):
                     break
             except httpx.HTTPError:
