@@ -33,6 +33,15 @@ def _warm_up() -> None:
     import pypinyin  # noqa: F401  (the retriever maps speaker names to pinyin)
 
 
+def _after_chat(app, t0: float) -> None:
+    """Say when the chat pages are up; then load the English–Chinese dictionary (~1 s):
+    only an English question needs it, and that one waits on its lock meanwhile."""
+    from qa import lexicon
+
+    _progress(f"chat pages {app.state.chat} in {time.perf_counter() - t0:.1f} s")
+    lexicon.dictionary()
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         description="智慧名城 QA web app: chat, JSON API and embeddable widget."
@@ -85,7 +94,6 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvicorn
 
-    from qa import lexicon
     from qa.guard import GuardedH11, Limits
     from qa.web import allowed_origins, create_app
 
@@ -98,9 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         server_port=args.port,
         limits=limits,
         chat="later",
-        # the English–Chinese dictionary (~1 s) loads after the chat pages: only an
-        # English question needs it, and that one waits on its lock
-        after_chat=lexicon.dictionary,
+        after_chat=lambda: _after_chat(app, t0),
     )
     GuardedH11.limits = limits
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
