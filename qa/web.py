@@ -368,7 +368,9 @@ def create_app(
             response = _error(405, f"use {allowed} /api/{rest.strip('/')} {how}".strip())
             response.headers["Allow"] = allowed
             return response
-        return _error(404, "no such endpoint: use POST /api/ask, POST /api/chat or GET /api/health")
+        return _error(
+            404, "no such endpoint: use POST /api/ask, POST /api/chat or GET /api/health"
+        )
 
     example = guide.examples_zh[0] if guide.examples_zh else None
 
@@ -601,7 +603,10 @@ def api_docs_html(
     )
     body_json = json.dumps({"question": question or "…", "k": 3}, ensure_ascii=False)
     quoted = "'" + body_json.replace("'", "'\\''") + "'"  # for a POSIX shell
-    example = f"curl -s {base_url}/api/ask -H 'Content-Type: application/json' \\\n  -d {quoted}"
+    example = (
+        f"curl -s {base_url}/api/ask -H 'Content-Type: application/json' \\\n"
+        f"  -d {quoted}"
+    )
     info = schema.get("info", {})
     return (
         "<!doctype html><html lang=zh-CN><head><meta charset=utf-8>"
