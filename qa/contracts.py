@@ -245,7 +245,8 @@ def render() -> str:
         "```",
         "",
     ]
-    return "\n".join(sections)
+    # defaults that are paths inside the checkout must not depend on where it lies
+    return "\n".join(sections).replace(str(DOC.parent.parent), "<project>")
 
 
 def main(argv: list[str] | None = None) -> int:
