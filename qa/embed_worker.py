@@ -50,6 +50,10 @@ class EmbeddingFailed(QAError):
     """The embedding engine died on this input (it has been restarted)."""
 
 
+class WorkerGone(EmbeddingFailed):
+    """The worker had died before it was sent the texts: they are not to blame."""
+
+
 # ------------------------------------------------------------ text the engine can take
 
 
@@ -177,8 +181,11 @@ class Worker:
         request = json.dumps({"texts": texts, "query": query}).encode()  # ASCII: \ud800 ok
         try:
             _send(self.proc.stdin, b"Q", request)
-            reply = self._reply()
         except (BrokenPipeError, OSError, ValueError):
+            raise WorkerGone(CRASHED) from None  # dead before it saw these texts
+        try:
+            reply = self._reply()
+        except (OSError, ValueError):
             reply = None
         if reply is None:
             raise EmbeddingFailed(CRASHED)
@@ -247,7 +254,11 @@ class EnginePool:
         idle worker."""
         worker = worker or self.acquire()
         try:
-            return worker.embed(texts, query)
+            try:
+                return worker.embed(texts, query)
+            except WorkerGone:  # killed from outside while idle: try once on a fresh one
+                worker = self._replace(worker)
+                return worker.embed(texts, query)
         except EmbeddingFailed:
             if not worker.alive() or worker.proc.stdout.closed:
                 worker = self._replace(worker)
