@@ -1,0 +1,725 @@
+"""The index on Milvus: the same read interface as ``qa.store.IndexStore``, data in Milvus.
+
+For an archive of millions of passages and many readers. One setting chooses the store
+(``--store`` / env ``QA_STORE``): ``faiss`` (default, the index folder), a path ending in
+``.db`` (Milvus Lite, a local file, no server) or ``http(s)://host:port`` (a Milvus server;
+token from env ``QA_MILVUS_TOKEN``).
+
+Two collections per corpus (``<name>`` and ``<name>_meta``)::
+
+    <name>       one row per passage: text, keyword text, dense vector, the passage's
+                 BM25 term weights (``terms``, our tokenizer), a Milvus BM25 function
+                 field (``bm25``, jieba analyzer) and the scalar fields filters need
+                 (source, offsets, speaker, title, article, section path, asked, turn id)
+    <name>_meta  JSON records: the manifest, one row per turn, one per keyword term
+                 with its document frequency (what ``passages_with`` and the idf need)
+
+Keyword search ranks exactly as ``IndexStore`` does: ``terms`` holds the document half of
+BM25 (tf·(k1+1)/(tf+k1·(1-b+b·len/avglen))) per ``qa.store.tokenize`` term, and the query
+carries each term's idf, computed from the document frequencies at query time — so adding
+a file changes no other file's rows. Milvus's own BM25 (``bm25``) splits text with its
+jieba analyzer, which differs from ours (see ``bm25_search``); it is kept for Milvus-side
+hybrid search and for other clients of the collection.
+
+Rows: ``passages[i].id == i`` as the retriever expects; rows follow (source, position in
+the file), so a build from the same corpus has the same rows as the FAISS folder. Each
+passage's Milvus key is a hash of (source, position): re-indexing a file upserts the same
+keys. Nothing is pickled: records are JSON strings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import numpy as np
+
+from .errors import IndexProblem
+from .store import BM25_B, BM25_K1, EXACT_SEARCH_LIMIT, STOP_WORDS, tokenize, tokenizer_signature
+from .types import SECTION_SEP, Passage, Turn
+
+Progress = Callable[[str], object] | None
+
+FORMAT_VERSION = 1
+DEFAULT_COLLECTION = "zhihui_qa"
+TOKEN_ENV = "QA_MILVUS_TOKEN"
+STORE_ENV = "QA_STORE"
+MAX_VARCHAR = 65_535  # bytes: Milvus's VARCHAR limit
+BATCH = 500  # rows per insert/upsert request (a gRPC message stays well under its 64 MB cap)
+FILTER_IN_LIMIT = 50_000  # most keys one `pk in [...]` filter may list
+HNSW_M = 32  # as qa.store: fewer links lost recall on real e5 vectors
+HNSW_EF_CONSTRUCTION = 64
+HNSW_EF_SEARCH = 1024
+META_DIM = 2  # every Milvus collection needs a vector field; the meta rows carry a dummy one
+# Milvus's jieba analyzer, set as close to qa.store.tokenize as Milvus allows: search mode,
+# no HMM, lower-cased, punctuation and our stop words dropped. Milvus Lite 3.2.2 honours
+# only the search mode and the stop words (it keeps punctuation and the HMM).
+ANALYZER = {
+    "tokenizer": {"type": "jieba", "mode": "search", "hmm": False},
+    "filter": ["lowercase", "removepunct", {"type": "stop", "stop_words": sorted(STOP_WORDS)}],
+}
+_EMPTY_TERM = 0xFFFFFFFE  # a passage without terms still needs one nonzero sparse weight
+
+
+# ---------------------------------------------------------------------------------------
+# settings and connection
+
+
+def store_setting(explicit: str | None = None) -> str:
+    """--store, else env QA_STORE, else "faiss" (the index folder)."""
+    return (explicit or os.environ.get(STORE_ENV) or "faiss").strip()
+
+
+def is_milvus(setting: str) -> bool:
+    """A Milvus Lite file (``*.db``) or a Milvus server URI, as opposed to ``faiss``."""
+    return setting.endswith(".db") or setting.startswith(("http://", "https://"))
+
+
+def connect(uri: str):
+    """A pymilvus client for a ``.db`` file or a server URI; one-line IndexProblem if not."""
+    try:
+        from pymilvus import MilvusClient
+    except ImportError:
+        raise IndexProblem(
+            "the Milvus store needs pymilvus and milvus-lite: pip install -e '.[milvus]'"
+        ) from None
+    if not is_milvus(uri):
+        raise IndexProblem(
+            f"store {uri!r} is not a Milvus location: use a path ending in .db or http(s)://host:port"
+        )
+    if uri.endswith(".db"):
+        folder = os.path.dirname(os.path.abspath(uri))
+        if not os.path.isdir(folder):
+            raise IndexProblem(f"folder {folder} for the Milvus Lite file does not exist: create it")
+    try:
+        return MilvusClient(uri=uri, token=os.environ.get(TOKEN_ENV, ""))
+    except Exception as exc:  # pymilvus raises its own types for every connection failure
+        raise IndexProblem(
+            f"cannot open Milvus at {uri} ({_first_line(exc)}): is the server running, "
+            f"is {TOKEN_ENV} right, is the .db file used by another process?"
+        ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else exc.__class__.__name__
+
+
+# ---------------------------------------------------------------------------------------
+# filters and keys
+
+
+def quote(value: str) -> str:
+    """A string literal for a Milvus filter expression. Filter templates (filter_params)
+    fail on Milvus Lite, so values are quoted here: backslashes and quotes escaped."""
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _in_list(field: str, values: Iterable[str | int]) -> str:
+    items = ", ".join(str(v) if isinstance(v, int) else quote(v) for v in values)
+    return f"{field} in [{items}]"
+
+
+def passage_key(source: str, seq: int) -> int:
+    """The Milvus primary key of a file's seq-th passage: stable across re-indexing."""
+    digest = hashlib.blake2b(f"{source}\0{seq}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") & ((1 << 63) - 1)
+
+
+def term_id(term: str) -> int:
+    """Sparse-vector dimension of a keyword term (32-bit FNV-1a, as Milvus Lite hashes)."""
+    h = 0x811C9DC5
+    for b in term.encode("utf-8"):
+        h = ((h ^ b) * 0x01000193) & 0xFFFFFFFF
+    return h % 0xFFFFFFFE  # Milvus allows dimensions up to 2**32 - 2; _EMPTY_TERM stays free
+
+
+def idf(df: int, n: int) -> float:
+    """qa.store's BM25 idf (never negative)."""
+    return math.log1p((n - df + 0.5) / (df + 0.5))
+
+
+def _term_weights(tokens: list[str], avg_len: float) -> dict[int, float]:
+    """The document half of BM25 for one passage: term id → tf·(k1+1)/(tf+norm)."""
+    if not tokens:
+        return {_EMPTY_TERM: 1e-6}
+    norm = BM25_K1 * (1 - BM25_B + BM25_B * len(tokens) / max(avg_len, 1e-9))
+    weights: dict[int, float] = {}
+    for term, tf in Counter(tokens).items():
+        tid = term_id(term)
+        weights[tid] = weights.get(tid, 0.0) + tf * (BM25_K1 + 1) / (tf + norm)
+    return weights
+
+
+def _check_varchar(value: str, what: str) -> str:
+    if len(value.encode("utf-8")) > MAX_VARCHAR:
+        raise IndexProblem(
+            f"{what} is longer than Milvus's {MAX_VARCHAR} bytes: lower chunk_max_chars "
+            "or split the file"
+        )
+    return value
+
+
+def _turn_from_dict(d: dict) -> Turn:
+    return Turn(**{**d, "section": tuple(d["section"]), "offsets": ()})
+
+
+def _path(turn: Turn) -> str:
+    """The "article › section" string retrieve.py's section filter matches against."""
+    return SECTION_SEP.join((turn.article, *turn.section))
+
+
+# ---------------------------------------------------------------------------------------
+# the store
+
+
+class MilvusStore:
+    """A corpus index in Milvus with IndexStore's read interface (``passages``, ``turns``,
+    ``manifest``, ``dimension``, ``len``, ``dense_search``, ``keyword_search``,
+    ``passages_with``) plus filters pushed down to Milvus and per-file updates.
+
+    The passage and turn records are held in memory (the retriever indexes them by row);
+    vectors, keyword weights and document frequencies stay in Milvus. ``refresh()``
+    re-reads the records after another process changed the collection.
+    """
+
+    def __init__(self, uri: str, name: str = DEFAULT_COLLECTION, client=None):
+        """Connect (nothing read yet): ``build`` a new index or ``refresh`` from one."""
+        self.client = client if client is not None else connect(uri)
+        self.uri = uri
+        self.name = name
+        self.meta_name = f"{name}_meta"
+        self.manifest: dict = {}
+        self.turns: dict[str, Turn] = {}
+        self.passages: list[Passage] = []
+        self._keys = np.zeros(0, dtype=np.int64)  # row → Milvus primary key
+        self._row_of: dict[int, int] = {}
+        self._paths: list[str] = []
+
+    # -- opening ------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, uri: str, name: str = DEFAULT_COLLECTION) -> MilvusStore:
+        """Open an existing collection (loading it for search) and read its records."""
+        store = cls(uri, name)
+        for collection in (store.name, store.meta_name):
+            if not store.client.has_collection(collection):
+                raise IndexProblem(
+                    f"no index collection {collection!r} at {uri}: build it with `qa index --store {uri}`"
+                )
+            store.client.load_collection(collection)  # a reopened collection must be loaded
+        store.refresh()
+        return store
+
+    def refresh(self) -> None:
+        """Read manifest, turns and passage records from Milvus (after a change elsewhere)."""
+        manifest = self._meta_value("manifest")
+        if manifest is None:
+            raise IndexProblem(f"index collection {self.name!r} at {self.uri} has no manifest: "
+                               f"rebuild it with `qa index --store {self.uri}`")
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise IndexProblem(
+                f"index collection {self.name!r} has format {manifest.get('format_version')}, "
+                f"this version of qa reads {FORMAT_VERSION}: rebuild it with `qa index --store {self.uri}`"
+            )
+        turns = {}
+        for row in self._iterate(self.meta_name, 'kind == "turn"', ["value"]):
+            turn = _turn_from_dict(json.loads(row["value"]))
+            turns[turn.id] = turn
+        fields = ["pk", "source", "seq", "turn_id", "text", "start", "end"]
+        rows = sorted(self._iterate(self.name, "pk >= 0", fields),
+                      key=lambda r: (r["source"], r["seq"]))
+        passages = [
+            Passage(i, r["turn_id"], r["text"], r["source"], int(r["start"]), int(r["end"]))
+            for i, r in enumerate(rows)
+        ]
+        if any(p.turn_id not in turns for p in passages):
+            raise IndexProblem(f"index collection {self.name!r} at {self.uri} has a passage of a "
+                               f"missing turn: rebuild it with `qa index --store {self.uri}`")
+        self.manifest = manifest
+        self.turns = turns
+        self.passages = passages
+        self._keys = np.array([int(r["pk"]) for r in rows], dtype=np.int64)
+        self._row_of = {int(k): i for i, k in enumerate(self._keys)}
+        self._paths = [_path(turns[p.turn_id]) for p in passages]
+
+    def _iterate(self, collection: str, expr: str, fields: list[str]) -> Iterable[dict]:
+        iterator = self.client.query_iterator(
+            collection, batch_size=1000, filter=expr, output_fields=fields
+        )
+        try:
+            while batch := iterator.next():
+                yield from batch
+        finally:
+            iterator.close()
+
+    def _meta_value(self, key: str) -> dict | None:
+        rows = self.client.query(self.meta_name, filter=f"key == {quote(key)}",
+                                 output_fields=["value"])
+        return json.loads(rows[0]["value"]) if rows else None
+
+    # -- the IndexStore read interface ---------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.passages)
+
+    @property
+    def dimension(self) -> int:
+        return int(self.manifest["dimension"])
+
+    @property
+    def model_name(self) -> str:
+        return str(self.manifest["model"])
+
+    def dense_search(
+        self,
+        query_vec: np.ndarray,
+        k: int,
+        allowed: np.ndarray | None = None,
+        *,
+        speakers: Sequence[str] | None = None,
+        section: str | None = None,
+    ) -> list[tuple[int, float]]:
+        """Top-k (row, cosine), best first, searched and filtered in Milvus.
+
+        ``speakers``/``section`` filter in Milvus on the passage's scalar fields (the same
+        rule as retrieve.py: any of the speakers; the section as a substring of the
+        "article › section" path); a bare ``allowed`` row mask becomes a key filter.
+        """
+        query = np.asarray(query_vec, dtype=np.float32).reshape(-1)
+        if query.shape[0] != self.dimension:
+            raise IndexProblem(
+                f"query vector has {query.shape[0]} dimensions but the index at {self.uri} has "
+                f"{self.dimension}: rebuild it with `qa index --store {self.uri}` using the same model"
+            )
+        expr = self._filter(allowed, speakers, section)
+        if expr == "false" or k <= 0 or not self.passages:
+            return []
+        params = {"metric_type": "IP", "params": {"ef": max(HNSW_EF_SEARCH, int(k))}}
+        return self._search(query.tolist(), "dense", int(k), expr, params)
+
+    def keyword_search(
+        self,
+        query: str,
+        k: int,
+        allowed: np.ndarray | None = None,
+        *,
+        speakers: Sequence[str] | None = None,
+        section: str | None = None,
+    ) -> list[tuple[int, float]]:
+        """Top-k (row, BM25 score) of passages sharing a content word with the query: the
+        scores of qa.store.IndexStore.keyword_search, computed in Milvus."""
+        expr = self._filter(allowed, speakers, section)
+        if expr == "false" or k <= 0:
+            return []
+        weights = self.query_weights(query)
+        if not weights:
+            return []
+        return self._search(weights, "terms", int(k), expr, {"metric_type": "IP"})
+
+    def passages_with(self, term: str) -> int:
+        """How many passages contain a keyword term (its document frequency)."""
+        return self.document_frequencies([term]).get(term, 0)
+
+    # -- beyond IndexStore ---------------------------------------------------------------
+
+    def document_frequencies(self, terms: Iterable[str]) -> dict[str, int]:
+        """Document frequency of each term that any passage uses (one Milvus query)."""
+        keys = [f"df:{t}" for t in dict.fromkeys(terms)]
+        if not keys:
+            return {}
+        rows = self.client.query(self.meta_name, filter=_in_list("key", keys),
+                                 output_fields=["key", "count"])
+        return {r["key"][3:]: int(r["count"]) for r in rows}
+
+    def query_weights(self, query: str) -> dict[int, float]:
+        """The query half of BM25: term id → idf, for terms some passage uses."""
+        df = self.document_frequencies(tokenize(query))
+        n = int(self.manifest["counts"]["passages"])
+        weights: dict[int, float] = {}
+        for term, count in df.items():
+            if count > 0:
+                weights[term_id(term)] = idf(count, n)
+        return weights
+
+    def bm25_search(self, query: str, k: int, *, speakers=None, section=None
+                    ) -> list[tuple[int, float]]:
+        """Top-k by Milvus's own BM25 function (jieba analyzer on the keyword text).
+
+        Its tokens differ from qa.store.tokenize (Milvus Lite keeps punctuation and uses
+        jieba's HMM) and Milvus Lite keeps idf per segment, so rankings differ from
+        keyword_search; Milvus Lite returns these scores negated, hence abs().
+        """
+        expr = self._filter(None, speakers, section)
+        if expr == "false" or k <= 0 or not query.strip():
+            return []
+        hits = self._search(query, "bm25", int(k), expr, {"metric_type": "BM25"})
+        return sorted(((r, abs(s)) for r, s in hits), key=lambda h: (-h[1], h[0]))
+
+    def hybrid_search(
+        self,
+        query_vec: np.ndarray,
+        query: str,
+        k: int,
+        *,
+        speakers: Sequence[str] | None = None,
+        section: str | None = None,
+        rrf_k: int = 60,
+        per_turn: bool = False,
+    ) -> list[tuple[int, float]]:
+        """Dense + keyword in one Milvus request, fused by reciprocal rank in Milvus (RRF:
+        Milvus Lite normalises weighted-ranker scores unlike a real Milvus). With
+        ``per_turn`` Milvus keeps the best passage of each turn (group by turn id)."""
+        from pymilvus import AnnSearchRequest, RRFRanker
+
+        expr = self._filter(None, speakers, section)
+        if expr == "false" or k <= 0:
+            return []
+        vec = np.asarray(query_vec, dtype=np.float32).reshape(-1).tolist()
+        requests = [AnnSearchRequest([vec], "dense", {"metric_type": "IP"}, int(k), expr=expr)]
+        weights = self.query_weights(query)
+        if weights:
+            requests.append(
+                AnnSearchRequest([weights], "terms", {"metric_type": "IP"}, int(k), expr=expr)
+            )
+        extra = {"group_by_field": "turn_id"} if per_turn else {}
+        result = self.client.hybrid_search(
+            self.name, requests, RRFRanker(rrf_k), limit=int(k), output_fields=["pk"], **extra
+        )
+        return self._rows(result[0])
+
+    def _search(self, data, field: str, k: int, expr: str, params: dict
+                ) -> list[tuple[int, float]]:
+        result = self.client.search(
+            self.name, data=[data], anns_field=field, limit=min(k, 16_384), filter=expr,
+            search_params=params, output_fields=["pk"],
+        )
+        hits = self._rows(result[0])
+        return sorted(hits, key=lambda h: (-h[1], h[0]))  # ties by row, as IndexStore
+
+    def _rows(self, hits) -> list[tuple[int, float]]:
+        out = []
+        for hit in hits:
+            row = self._row_of.get(int(hit["pk"] if "pk" in hit else hit["id"]))
+            if row is not None:  # a row added by another process since refresh()
+                out.append((row, float(hit["distance"])))
+        return out
+
+    def _filter(self, allowed, speakers, section) -> str:
+        """A Milvus filter expression ("" = everything, "false" = nothing)."""
+        parts = []
+        if speakers:
+            parts.append(_in_list("speaker", speakers))
+        if section:
+            paths = sorted({p for p in self._paths if section in p})
+            if not paths:
+                return "false"
+            if len(paths) < len(set(self._paths)):
+                parts.append(_in_list("path", paths))
+        if allowed is not None:
+            allowed = np.asarray(allowed, dtype=bool)
+            if allowed.shape != (len(self.passages),):
+                raise ValueError(
+                    f"allowed must be a boolean mask of {len(self.passages)} rows, "
+                    f"got shape {allowed.shape}"
+                )
+            kept = int(allowed.sum())
+            if kept == 0:
+                return "false"
+            if kept < len(allowed):
+                inside = kept <= len(allowed) - kept
+                keys = self._keys[allowed if inside else ~allowed]
+                if len(keys) > FILTER_IN_LIMIT:
+                    raise IndexProblem(
+                        f"a row filter of {len(keys):,} passages is too long for Milvus: "
+                        "filter by speaker or section instead"
+                    )
+                listed = ", ".join(str(int(x)) for x in keys)
+                parts.append(f"pk in [{listed}]" if inside else f"pk not in [{listed}]")
+        return " and ".join(f"({p})" for p in parts)
+
+    # -- writing --------------------------------------------------------------------------
+
+    def _create(self, dimension: int, n_expected: int) -> None:
+        from pymilvus import DataType, Function, FunctionType, MilvusClient
+
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("pk", DataType.INT64, is_primary=True)
+        schema.add_field("source", DataType.VARCHAR, max_length=1024)
+        schema.add_field("seq", DataType.INT64)
+        schema.add_field("turn_id", DataType.VARCHAR, max_length=1100)
+        schema.add_field("start", DataType.INT64)
+        schema.add_field("end", DataType.INT64)
+        for name in ("speaker", "speaker_title", "article", "path", "asked", "kind"):
+            schema.add_field(name, DataType.VARCHAR, max_length=MAX_VARCHAR)
+        schema.add_field("text", DataType.VARCHAR, max_length=MAX_VARCHAR)
+        schema.add_field("keywords", DataType.VARCHAR, max_length=MAX_VARCHAR,
+                         enable_analyzer=True, analyzer_params=ANALYZER)
+        schema.add_field("dense", DataType.FLOAT_VECTOR, dim=dimension)
+        schema.add_field("terms", DataType.SPARSE_FLOAT_VECTOR)
+        schema.add_field("bm25", DataType.SPARSE_FLOAT_VECTOR)
+        schema.add_function(Function(name="keywords_bm25", function_type=FunctionType.BM25,
+                                     input_field_names=["keywords"], output_field_names=["bm25"]))
+        index = self.client.prepare_index_params()
+        if n_expected <= EXACT_SEARCH_LIMIT:  # exact up to where qa.store is exact
+            index.add_index("dense", index_type="FLAT", metric_type="IP")
+        else:
+            index.add_index("dense", index_type="HNSW", metric_type="IP",
+                            params={"M": HNSW_M, "efConstruction": HNSW_EF_CONSTRUCTION})
+        index.add_index("terms", index_type="SPARSE_INVERTED_INDEX", metric_type="IP")
+        index.add_index("bm25", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25",
+                        params={"bm25_k1": BM25_K1, "bm25_b": BM25_B})
+        for name in ("source", "speaker", "path", "turn_id"):
+            index.add_index(name, index_type="INVERTED")
+        self.client.create_collection(self.name, schema=schema, index_params=index)
+
+        meta = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        meta.add_field("key", DataType.VARCHAR, is_primary=True, max_length=2048)
+        meta.add_field("kind", DataType.VARCHAR, max_length=16)
+        meta.add_field("source", DataType.VARCHAR, max_length=1024)
+        meta.add_field("count", DataType.INT64)
+        meta.add_field("value", DataType.VARCHAR, max_length=MAX_VARCHAR)
+        meta.add_field("vec", DataType.FLOAT_VECTOR, dim=META_DIM)
+        meta_index = self.client.prepare_index_params()
+        meta_index.add_index("vec", index_type="FLAT", metric_type="L2")
+        meta_index.add_index("kind", index_type="INVERTED")
+        self.client.create_collection(self.meta_name, schema=meta, index_params=meta_index)
+
+    @staticmethod
+    def _meta_row(key: str, kind: str, value: object = None, source: str = "", count: int = 0):
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        return {"key": _check_varchar(key, "a keyword term"), "kind": kind, "source": source,
+                "count": int(count), "value": _check_varchar(text, f"record {key}"),
+                "vec": [0.0] * META_DIM}
+
+    def _upsert(self, collection: str, rows: list[dict], progress: Progress = None,
+                what: str = "") -> None:
+        t0 = last = time.perf_counter()
+        for i in range(0, len(rows), BATCH):
+            self.client.upsert(collection, rows[i : i + BATCH])
+            now = time.perf_counter()
+            if progress is not None and what and now - last > 5:
+                last = now
+                done = min(i + BATCH, len(rows))
+                progress(f"milvus: {what} {done:,}/{len(rows):,} ({done / (now - t0):,.0f}/s)")
+
+    def _passage_rows(
+        self,
+        turns: dict[str, Turn],
+        passages: Sequence[Passage],
+        vectors: np.ndarray,
+        keyword_texts: Sequence[str],
+        avg_len: float,
+        tokens: list[list[str]],
+    ) -> list[dict]:
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        vectors = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+        seq_of: Counter = Counter()
+        rows = []
+        for p, vec, kw, toks in zip(passages, vectors, keyword_texts, tokens, strict=True):
+            t = turns[p.turn_id]
+            seq = seq_of[p.source]
+            seq_of[p.source] += 1
+            rows.append({
+                "pk": passage_key(p.source, seq), "source": p.source, "seq": seq,
+                "turn_id": p.turn_id, "start": p.start, "end": p.end,
+                "speaker": t.speaker or "", "speaker_title": t.speaker_title or "",
+                "article": t.article, "path": _path(t), "asked": t.asked or "", "kind": t.kind,
+                "text": _check_varchar(p.text, f"a passage of {p.source}"),
+                "keywords": _check_varchar(kw, f"a keyword text of {p.source}"),
+                "dense": vec.astype(np.float32).tolist(),
+                "terms": _term_weights(toks, avg_len),
+            })
+        return rows
+
+    @staticmethod
+    def _validate(turns, passages, vectors, keyword_texts) -> tuple[np.ndarray, list[str]]:
+        vectors = np.asarray(vectors, dtype=np.float32)
+        n = len(passages)
+        if vectors.ndim != 2 or vectors.shape[0] != n:
+            raise ValueError(f"need one vector per passage: {n} passages, vectors {vectors.shape}")
+        if not np.isfinite(vectors).all():
+            raise ValueError("vectors contain NaN or infinity")
+        keyword_texts = [p.text for p in passages] if keyword_texts is None else list(keyword_texts)
+        if len(keyword_texts) != n:
+            raise ValueError(f"need one keyword text per passage: {n} vs {len(keyword_texts)}")
+        missing = sorted({p.turn_id for p in passages} - {t.id for t in turns})
+        if missing:
+            raise ValueError(f"passages refer to turns not given: {missing[:3]}")
+        return vectors, keyword_texts
+
+    def build(
+        self,
+        turns: list[Turn],
+        passages: list[Passage],
+        vectors: np.ndarray,
+        model_name: str,
+        corpus_hashes: dict[str, str],
+        progress: Progress = print,
+        keyword_texts: Sequence[str] | None = None,
+        settings: dict | None = None,
+    ) -> None:
+        """Replace the collections with a complete index (same inputs as store.build_index).
+
+        Not atomic for readers of the same collection name: build under a new name and
+        point the readers there (docs/deploy.md), or stop them while rebuilding.
+        """
+        t0 = time.perf_counter()
+        if not passages:
+            raise IndexProblem("nothing to index (no passages): add interview files to the corpus")
+        vectors, keyword_texts = self._validate(turns, passages, vectors, keyword_texts)
+        tokens = [tokenize(text) for text in keyword_texts]
+        lengths = [len(t) for t in tokens]
+        avg_len = sum(lengths) / len(lengths)
+        for collection in (self.name, self.meta_name):
+            if self.client.has_collection(collection):
+                self.client.drop_collection(collection)
+        self._create(vectors.shape[1], len(passages))
+        turn_by_id = {t.id: t for t in turns}
+        _say(progress, f"milvus: writing {len(passages):,} passages to {self.name!r} at {self.uri}")
+        rows = self._passage_rows(turn_by_id, passages, vectors, keyword_texts, avg_len, tokens)
+        self._upsert(self.name, rows, progress, "passages")
+        df = Counter(term for toks in tokens for term in set(toks))
+        meta = [self._meta_row(f"turn:{t.id}", "turn", t.to_dict(), t.source) for t in turns]
+        meta += [self._meta_row(f"df:{term}", "df", None, count=c) for term, c in df.items()]
+        self._upsert(self.meta_name, meta, progress, "records")
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "model": model_name,
+            "settings": settings or {},
+            "dimension": int(vectors.shape[1]),
+            "corpus": dict(sorted(corpus_hashes.items())),
+            "counts": {"turns": len(turns), "passages": len(passages), "tokens": sum(lengths),
+                       "vocabulary": len(df)},
+            "dense": {"type": "FLAT" if len(passages) <= EXACT_SEARCH_LIMIT else "HNSW",
+                      "metric": "inner_product"},
+            "keyword": {"scheme": "bm25", "k1": BM25_K1, "b": BM25_B,
+                        "tokenizer": tokenizer_signature(), "idf": "at query time"},
+            "store": {"uri": self.uri, "collection": self.name},
+            "build_seconds": round(time.perf_counter() - t0, 2),
+        }
+        self._put_manifest(manifest)
+        for collection in (self.name, self.meta_name):
+            self.client.flush(collection)
+            self.client.load_collection(collection)
+        self.refresh()
+        _say(progress, f"milvus: ready ({len(passages):,} passages, {len(df):,} terms) "
+                       f"in {time.perf_counter() - t0:.1f} s")
+
+    def _put_manifest(self, manifest: dict) -> None:
+        self.client.upsert(self.meta_name, [self._meta_row("manifest", "manifest", manifest)])
+
+    def upsert_file(
+        self,
+        source: str,
+        turns: list[Turn],
+        passages: list[Passage],
+        vectors: np.ndarray,
+        keyword_texts: Sequence[str] | None = None,
+        corpus_hash: str | None = None,
+    ) -> dict:
+        """Add or replace one file's passages and turns; no other file's rows are touched.
+
+        The file's rows are upserted under the same keys, then its surplus rows deleted, so
+        a reader never sees the file missing. Document frequencies and the passage and
+        token counts move with it (idf is applied at query time, so other rows stay
+        valid; their length normalisation keeps the average length of when they were
+        written). Returns what changed.
+        """
+        if any(p.source != source for p in passages) or any(t.source != source for t in turns):
+            raise ValueError(f"every passage and turn given must come from {source}")
+        if not passages:
+            return self.delete_file(source, corpus_hash_removed=False)
+        vectors, keyword_texts = self._validate(turns, passages, vectors, keyword_texts)
+        if vectors.shape[1] != self.dimension:
+            raise IndexProblem(f"vectors have {vectors.shape[1]} dimensions, the index "
+                               f"{self.dimension}: embed with the index's model {self.model_name}")
+        old_tokens, old_turns = self._file_contents(source)
+        tokens = [tokenize(text) for text in keyword_texts]
+        counts = self.manifest["counts"]
+        n = counts["passages"] - len(old_tokens) + len(tokens)
+        total = counts["tokens"] - sum(map(len, old_tokens)) + sum(map(len, tokens))
+        avg_len = total / max(n, 1)
+        turn_by_id = {t.id: t for t in turns}
+        rows = self._passage_rows(turn_by_id, passages, vectors, keyword_texts, avg_len, tokens)
+        self._upsert(self.name, rows)
+        self.client.delete(self.name, filter=f"source == {quote(source)} and seq >= {len(rows)}")
+        meta = [self._meta_row(f"turn:{t.id}", "turn", t.to_dict(), source) for t in turns]
+        self._upsert(self.meta_name, meta)
+        stale = sorted(old_turns - set(turn_by_id))
+        for i in range(0, len(stale), BATCH):
+            self.client.delete(self.meta_name, ids=[f"turn:{t}" for t in stale[i : i + BATCH]])
+        self._move_df(old_tokens, tokens)
+        manifest = dict(self.manifest)
+        manifest["counts"] = {**counts, "passages": n, "tokens": total,
+                              "turns": counts["turns"] - len(old_turns) + len(turns)}
+        if corpus_hash is not None:
+            manifest["corpus"] = dict(sorted({**manifest["corpus"], source: corpus_hash}.items()))
+        self._put_manifest(manifest)
+        self.refresh()
+        return {"source": source, "passages": len(rows), "removed": max(0, len(old_tokens) - len(rows))}
+
+    def delete_file(self, source: str, corpus_hash_removed: bool = True) -> dict:
+        """Remove one file's passages, turns and their share of the document frequencies."""
+        old_tokens, old_turns = self._file_contents(source)
+        self.client.delete(self.name, filter=f"source == {quote(source)}")
+        self.client.delete(self.meta_name, filter=f'kind == "turn" and source == {quote(source)}')
+        self._move_df(old_tokens, [])
+        counts = self.manifest["counts"]
+        manifest = dict(self.manifest)
+        manifest["counts"] = {**counts, "passages": counts["passages"] - len(old_tokens),
+                              "tokens": counts["tokens"] - sum(map(len, old_tokens)),
+                              "turns": counts["turns"] - len(old_turns)}
+        if corpus_hash_removed:
+            manifest["corpus"] = {f: h for f, h in manifest["corpus"].items() if f != source}
+        self._put_manifest(manifest)
+        self.refresh()
+        return {"source": source, "passages": 0, "removed": len(old_tokens)}
+
+    def _file_contents(self, source: str) -> tuple[list[list[str]], set[str]]:
+        """The tokens of a file's indexed passages and its turn ids, as stored now."""
+        rows = self._iterate(self.name, f"source == {quote(source)}", ["keywords"])
+        tokens = [tokenize(r["keywords"]) for r in rows]
+        turns = {r["key"][5:] for r in self._iterate(
+            self.meta_name, f'kind == "turn" and source == {quote(source)}', ["key"])}
+        return tokens, turns
+
+    def _move_df(self, old: list[list[str]], new: list[list[str]]) -> None:
+        """Document frequencies minus the old passages' terms plus the new ones'."""
+        delta: Counter = Counter()
+        for toks in old:
+            delta.subtract(set(toks))
+        for toks in new:
+            delta.update(set(toks))
+        changed = [t for t, d in delta.items() if d]
+        if not changed:
+            return
+        current = {}
+        for i in range(0, len(changed), BATCH):
+            current.update(self.document_frequencies(changed[i : i + BATCH]))
+        keep, drop = [], []
+        for term in changed:
+            count = current.get(term, 0) + delta[term]
+            if count > 0:
+                keep.append(self._meta_row(f"df:{term}", "df", None, count=count))
+            else:
+                drop.append(f"df:{term}")
+        self._upsert(self.meta_name, keep)
+        for i in range(0, len(drop), BATCH):
+            self.client.delete(self.meta_name, ids=drop[i : i + BATCH])
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _say(progress: Progress, message: str) -> None:
+    if progress is not None:
+        progress(message)
