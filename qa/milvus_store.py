@@ -31,12 +31,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -97,7 +97,7 @@ def connect(uri: str):
     if uri.endswith(".db"):
         folder = os.path.dirname(os.path.abspath(uri))
         if not os.path.isdir(folder):
-            raise IndexProblem(f"folder {folder} for the Milvus Lite file does not exist: create it")
+            raise IndexProblem(f"folder {folder} for the Milvus Lite file does not exist")
     try:
         return MilvusClient(uri=uri, token=os.environ.get(TOKEN_ENV, ""))
     except Exception as exc:  # pymilvus raises its own types for every connection failure
@@ -105,6 +105,10 @@ def connect(uri: str):
             f"cannot open Milvus at {uri} ({_first_line(exc)}): is the server running, "
             f"is {TOKEN_ENV} right, is the .db file used by another process?"
         ) from None
+
+
+def _rebuild(uri: str) -> str:
+    return f"rebuild it with `qa index --store {uri}`"
 
 
 def _first_line(exc: BaseException) -> str:
@@ -118,8 +122,14 @@ def _first_line(exc: BaseException) -> str:
 
 def quote(value: str) -> str:
     """A string literal for a Milvus filter expression. Filter templates (filter_params)
-    fail on Milvus Lite, so values are quoted here: backslashes and quotes escaped."""
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+    fail on Milvus Lite, so values are quoted here: backslashes, quotes and line breaks
+    escaped."""
+    return '"' + str(value).translate(_ESCAPES) + '"'
+
+
+# what Milvus's filter grammar (and Milvus Lite's) reads back as the character itself; a raw
+# line break would end the literal
+_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"})
 
 
 def _in_list(field: str, values: Iterable[str | int]) -> str:
@@ -211,9 +221,7 @@ class MilvusStore:
         store = cls(uri, name)
         for collection in (store.name, store.meta_name):
             if not store.client.has_collection(collection):
-                raise IndexProblem(
-                    f"no index collection {collection!r} at {uri}: build it with `qa index --store {uri}`"
-                )
+                raise IndexProblem(f"no index collection {collection!r} at {uri}: {_rebuild(uri)}")
             store.client.load_collection(collection)  # a reopened collection must be loaded
         store.refresh()
         return store
@@ -222,27 +230,32 @@ class MilvusStore:
         """Read manifest, turns and passage records from Milvus (after a change elsewhere)."""
         manifest = self._meta_value("manifest")
         if manifest is None:
-            raise IndexProblem(f"index collection {self.name!r} at {self.uri} has no manifest: "
-                               f"rebuild it with `qa index --store {self.uri}`")
+            raise IndexProblem(
+                f"index collection {self.name!r} at {self.uri} has no manifest: "
+                f"{_rebuild(self.uri)}"
+            )
         if manifest.get("format_version") != FORMAT_VERSION:
             raise IndexProblem(
                 f"index collection {self.name!r} has format {manifest.get('format_version')}, "
-                f"this version of qa reads {FORMAT_VERSION}: rebuild it with `qa index --store {self.uri}`"
+                f"this version of qa reads {FORMAT_VERSION}: {_rebuild(self.uri)}"
             )
         turns = {}
         for row in self._iterate(self.meta_name, 'kind == "turn"', ["value"]):
             turn = _turn_from_dict(json.loads(row["value"]))
             turns[turn.id] = turn
         fields = ["pk", "source", "seq", "turn_id", "text", "start", "end"]
-        rows = sorted(self._iterate(self.name, "pk >= 0", fields),
-                      key=lambda r: (r["source"], r["seq"]))
+        rows = sorted(
+            self._iterate(self.name, "pk >= 0", fields), key=lambda r: (r["source"], r["seq"])
+        )
         passages = [
             Passage(i, r["turn_id"], r["text"], r["source"], int(r["start"]), int(r["end"]))
             for i, r in enumerate(rows)
         ]
         if any(p.turn_id not in turns for p in passages):
-            raise IndexProblem(f"index collection {self.name!r} at {self.uri} has a passage of a "
-                               f"missing turn: rebuild it with `qa index --store {self.uri}`")
+            raise IndexProblem(
+                f"index collection {self.name!r} at {self.uri} has a passage of a "
+                f"missing turn: {_rebuild(self.uri)}"
+            )
         self.manifest = manifest
         self.turns = turns
         self.passages = passages
@@ -251,6 +264,12 @@ class MilvusStore:
         self._paths = [_path(turns[p.turn_id]) for p in passages]
 
     def _iterate(self, collection: str, expr: str, fields: list[str]) -> Iterable[dict]:
+        if self.uri.endswith(".db"):
+            # Milvus Lite lacks the timestamp call the iterator starts with; the iterator
+            # falls back to the client's clock, but the in-process server logs a traceback
+            # and pymilvus a warning each time: quiet those two for Lite only
+            logging.getLogger("pymilvus.client.iterator.query_iterator").setLevel(logging.ERROR)
+            logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
         iterator = self.client.query_iterator(
             collection, batch_size=1000, filter=expr, output_fields=fields
         )
@@ -261,8 +280,9 @@ class MilvusStore:
             iterator.close()
 
     def _meta_value(self, key: str) -> dict | None:
-        rows = self.client.query(self.meta_name, filter=f"key == {quote(key)}",
-                                 output_fields=["value"])
+        rows = self.client.query(
+            self.meta_name, filter=f"key == {quote(key)}", output_fields=["value"]
+        )
         return json.loads(rows[0]["value"]) if rows else None
 
     # -- the IndexStore read interface ---------------------------------------------------
@@ -297,7 +317,7 @@ class MilvusStore:
         if query.shape[0] != self.dimension:
             raise IndexProblem(
                 f"query vector has {query.shape[0]} dimensions but the index at {self.uri} has "
-                f"{self.dimension}: rebuild it with `qa index --store {self.uri}` using the same model"
+                f"{self.dimension}: {_rebuild(self.uri)} using the same model"
             )
         expr = self._filter(allowed, speakers, section)
         if expr == "false" or k <= 0 or not self.passages:
@@ -335,8 +355,9 @@ class MilvusStore:
         keys = [f"df:{t}" for t in dict.fromkeys(terms)]
         if not keys:
             return {}
-        rows = self.client.query(self.meta_name, filter=_in_list("key", keys),
-                                 output_fields=["key", "count"])
+        rows = self.client.query(
+            self.meta_name, filter=_in_list("key", keys), output_fields=["key", "count"]
+        )
         return {r["key"][3:]: int(r["count"]) for r in rows}
 
     def query_weights(self, query: str) -> dict[int, float]:
@@ -349,8 +370,9 @@ class MilvusStore:
                 weights[term_id(term)] = idf(count, n)
         return weights
 
-    def bm25_search(self, query: str, k: int, *, speakers=None, section=None
-                    ) -> list[tuple[int, float]]:
+    def bm25_search(
+        self, query: str, k: int, *, speakers=None, section=None
+    ) -> list[tuple[int, float]]:
         """Top-k by Milvus's own BM25 function (jieba analyzer on the keyword text).
 
         Its tokens differ from qa.store.tokenize (Milvus Lite keeps punctuation and uses
@@ -395,11 +417,15 @@ class MilvusStore:
         )
         return self._rows(result[0])
 
-    def _search(self, data, field: str, k: int, expr: str, params: dict
-                ) -> list[tuple[int, float]]:
+    def _search(self, data, field: str, k: int, expr: str, params: dict) -> list[tuple[int, float]]:
         result = self.client.search(
-            self.name, data=[data], anns_field=field, limit=min(k, 16_384), filter=expr,
-            search_params=params, output_fields=["pk"],
+            self.name,
+            data=[data],
+            anns_field=field,
+            limit=min(k, 16_384),
+            filter=expr,
+            search_params=params,
+            output_fields=["pk"],
         )
         hits = self._rows(result[0])
         return sorted(hits, key=lambda h: (-h[1], h[0]))  # ties by row, as IndexStore
@@ -460,22 +486,41 @@ class MilvusStore:
         for name in ("speaker", "speaker_title", "article", "path", "asked", "kind"):
             schema.add_field(name, DataType.VARCHAR, max_length=MAX_VARCHAR)
         schema.add_field("text", DataType.VARCHAR, max_length=MAX_VARCHAR)
-        schema.add_field("keywords", DataType.VARCHAR, max_length=MAX_VARCHAR,
-                         enable_analyzer=True, analyzer_params=ANALYZER)
+        schema.add_field(
+            "keywords",
+            DataType.VARCHAR,
+            max_length=MAX_VARCHAR,
+            enable_analyzer=True,
+            analyzer_params=ANALYZER,
+        )
         schema.add_field("dense", DataType.FLOAT_VECTOR, dim=dimension)
         schema.add_field("terms", DataType.SPARSE_FLOAT_VECTOR)
         schema.add_field("bm25", DataType.SPARSE_FLOAT_VECTOR)
-        schema.add_function(Function(name="keywords_bm25", function_type=FunctionType.BM25,
-                                     input_field_names=["keywords"], output_field_names=["bm25"]))
+        schema.add_function(
+            Function(
+                name="keywords_bm25",
+                function_type=FunctionType.BM25,
+                input_field_names=["keywords"],
+                output_field_names=["bm25"],
+            )
+        )
         index = self.client.prepare_index_params()
         if n_expected <= EXACT_SEARCH_LIMIT:  # exact up to where qa.store is exact
             index.add_index("dense", index_type="FLAT", metric_type="IP")
         else:
-            index.add_index("dense", index_type="HNSW", metric_type="IP",
-                            params={"M": HNSW_M, "efConstruction": HNSW_EF_CONSTRUCTION})
+            index.add_index(
+                "dense",
+                index_type="HNSW",
+                metric_type="IP",
+                params={"M": HNSW_M, "efConstruction": HNSW_EF_CONSTRUCTION},
+            )
         index.add_index("terms", index_type="SPARSE_INVERTED_INDEX", metric_type="IP")
-        index.add_index("bm25", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25",
-                        params={"bm25_k1": BM25_K1, "bm25_b": BM25_B})
+        index.add_index(
+            "bm25",
+            index_type="SPARSE_INVERTED_INDEX",
+            metric_type="BM25",
+            params={"bm25_k1": BM25_K1, "bm25_b": BM25_B},
+        )
         for name in ("source", "speaker", "path", "turn_id"):
             index.add_index(name, index_type="INVERTED")
         self.client.create_collection(self.name, schema=schema, index_params=index)
@@ -495,12 +540,18 @@ class MilvusStore:
     @staticmethod
     def _meta_row(key: str, kind: str, value: object = None, source: str = "", count: int = 0):
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-        return {"key": _check_varchar(key, "a keyword term"), "kind": kind, "source": source,
-                "count": int(count), "value": _check_varchar(text, f"record {key}"),
-                "vec": [0.0] * META_DIM}
+        return {
+            "key": _check_varchar(key, "a keyword term"),
+            "kind": kind,
+            "source": source,
+            "count": int(count),
+            "value": _check_varchar(text, f"record {key}"),
+            "vec": [0.0] * META_DIM,
+        }
 
-    def _upsert(self, collection: str, rows: list[dict], progress: Progress = None,
-                what: str = "") -> None:
+    def _upsert(
+        self, collection: str, rows: list[dict], progress: Progress = None, what: str = ""
+    ) -> None:
         t0 = last = time.perf_counter()
         for i in range(0, len(rows), BATCH):
             self.client.upsert(collection, rows[i : i + BATCH])
@@ -527,16 +578,26 @@ class MilvusStore:
             t = turns[p.turn_id]
             seq = seq_of[p.source]
             seq_of[p.source] += 1
-            rows.append({
-                "pk": passage_key(p.source, seq), "source": p.source, "seq": seq,
-                "turn_id": p.turn_id, "start": p.start, "end": p.end,
-                "speaker": t.speaker or "", "speaker_title": t.speaker_title or "",
-                "article": t.article, "path": _path(t), "asked": t.asked or "", "kind": t.kind,
-                "text": _check_varchar(p.text, f"a passage of {p.source}"),
-                "keywords": _check_varchar(kw, f"a keyword text of {p.source}"),
-                "dense": vec.astype(np.float32).tolist(),
-                "terms": _term_weights(toks, avg_len),
-            })
+            rows.append(
+                {
+                    "pk": passage_key(p.source, seq),
+                    "source": p.source,
+                    "seq": seq,
+                    "turn_id": p.turn_id,
+                    "start": p.start,
+                    "end": p.end,
+                    "speaker": t.speaker or "",
+                    "speaker_title": t.speaker_title or "",
+                    "article": t.article,
+                    "path": _path(t),
+                    "asked": t.asked or "",
+                    "kind": t.kind,
+                    "text": _check_varchar(p.text, f"a passage of {p.source}"),
+                    "keywords": _check_varchar(kw, f"a keyword text of {p.source}"),
+                    "dense": vec.astype(np.float32).tolist(),
+                    "terms": _term_weights(toks, avg_len),
+                }
+            )
         return rows
 
     @staticmethod
@@ -597,12 +658,23 @@ class MilvusStore:
             "settings": settings or {},
             "dimension": int(vectors.shape[1]),
             "corpus": dict(sorted(corpus_hashes.items())),
-            "counts": {"turns": len(turns), "passages": len(passages), "tokens": sum(lengths),
-                       "vocabulary": len(df)},
-            "dense": {"type": "FLAT" if len(passages) <= EXACT_SEARCH_LIMIT else "HNSW",
-                      "metric": "inner_product"},
-            "keyword": {"scheme": "bm25", "k1": BM25_K1, "b": BM25_B,
-                        "tokenizer": tokenizer_signature(), "idf": "at query time"},
+            "counts": {
+                "turns": len(turns),
+                "passages": len(passages),
+                "tokens": sum(lengths),
+                "vocabulary": len(df),
+            },
+            "dense": {
+                "type": "FLAT" if len(passages) <= EXACT_SEARCH_LIMIT else "HNSW",
+                "metric": "inner_product",
+            },
+            "keyword": {
+                "scheme": "bm25",
+                "k1": BM25_K1,
+                "b": BM25_B,
+                "tokenizer": tokenizer_signature(),
+                "idf": "at query time",
+            },
             "store": {"uri": self.uri, "collection": self.name},
             "build_seconds": round(time.perf_counter() - t0, 2),
         }
@@ -611,8 +683,11 @@ class MilvusStore:
             self.client.flush(collection)
             self.client.load_collection(collection)
         self.refresh()
-        _say(progress, f"milvus: ready ({len(passages):,} passages, {len(df):,} terms) "
-                       f"in {time.perf_counter() - t0:.1f} s")
+        _say(
+            progress,
+            f"milvus: ready ({len(passages):,} passages, {len(df):,} terms) "
+            f"in {time.perf_counter() - t0:.1f} s",
+        )
 
     def _put_manifest(self, manifest: dict) -> None:
         self.client.upsert(self.meta_name, [self._meta_row("manifest", "manifest", manifest)])
@@ -640,8 +715,10 @@ class MilvusStore:
             return self.delete_file(source, corpus_hash_removed=False)
         vectors, keyword_texts = self._validate(turns, passages, vectors, keyword_texts)
         if vectors.shape[1] != self.dimension:
-            raise IndexProblem(f"vectors have {vectors.shape[1]} dimensions, the index "
-                               f"{self.dimension}: embed with the index's model {self.model_name}")
+            raise IndexProblem(
+                f"vectors have {vectors.shape[1]} dimensions, the index "
+                f"{self.dimension}: embed with the index's model {self.model_name}"
+            )
         old_tokens, old_turns = self._file_contents(source)
         tokens = [tokenize(text) for text in keyword_texts]
         counts = self.manifest["counts"]
@@ -659,13 +736,18 @@ class MilvusStore:
             self.client.delete(self.meta_name, ids=[f"turn:{t}" for t in stale[i : i + BATCH]])
         self._move_df(old_tokens, tokens)
         manifest = dict(self.manifest)
-        manifest["counts"] = {**counts, "passages": n, "tokens": total,
-                              "turns": counts["turns"] - len(old_turns) + len(turns)}
+        manifest["counts"] = {
+            **counts,
+            "passages": n,
+            "tokens": total,
+            "turns": counts["turns"] - len(old_turns) + len(turns),
+        }
         if corpus_hash is not None:
             manifest["corpus"] = dict(sorted({**manifest["corpus"], source: corpus_hash}.items()))
         self._put_manifest(manifest)
         self.refresh()
-        return {"source": source, "passages": len(rows), "removed": max(0, len(old_tokens) - len(rows))}
+        removed = max(0, len(old_tokens) - len(rows))
+        return {"source": source, "passages": len(rows), "removed": removed}
 
     def delete_file(self, source: str, corpus_hash_removed: bool = True) -> dict:
         """Remove one file's passages, turns and their share of the document frequencies."""
@@ -675,9 +757,12 @@ class MilvusStore:
         self._move_df(old_tokens, [])
         counts = self.manifest["counts"]
         manifest = dict(self.manifest)
-        manifest["counts"] = {**counts, "passages": counts["passages"] - len(old_tokens),
-                              "tokens": counts["tokens"] - sum(map(len, old_tokens)),
-                              "turns": counts["turns"] - len(old_turns)}
+        manifest["counts"] = {
+            **counts,
+            "passages": counts["passages"] - len(old_tokens),
+            "tokens": counts["tokens"] - sum(map(len, old_tokens)),
+            "turns": counts["turns"] - len(old_turns),
+        }
         if corpus_hash_removed:
             manifest["corpus"] = {f: h for f, h in manifest["corpus"].items() if f != source}
         self._put_manifest(manifest)
@@ -688,8 +773,12 @@ class MilvusStore:
         """The tokens of a file's indexed passages and its turn ids, as stored now."""
         rows = self._iterate(self.name, f"source == {quote(source)}", ["keywords"])
         tokens = [tokenize(r["keywords"]) for r in rows]
-        turns = {r["key"][5:] for r in self._iterate(
-            self.meta_name, f'kind == "turn" and source == {quote(source)}', ["key"])}
+        turns = {
+            r["key"][5:]
+            for r in self._iterate(
+                self.meta_name, f'kind == "turn" and source == {quote(source)}', ["key"]
+            )
+        }
         return tokens, turns
 
     def _move_df(self, old: list[list[str]], new: list[list[str]]) -> None:

@@ -1,0 +1,408 @@
+"""The Milvus store against the FAISS folder, on the real corpus and the real model.
+
+Runs on Milvus Lite (a .db file in a temp folder). The same suite runs against a real
+Milvus when QA_MILVUS_URI is set (token from QA_MILVUS_TOKEN); it is skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pymilvus", reason="pymilvus not installed: pip install -e '.[milvus]'")
+
+from qa import store as faiss_store  # noqa: E402
+from qa.chunk import ChunkConfig, chunk_turns, context_line, embedding_text  # noqa: E402
+from qa.corpus import corpus_fingerprint, parse_text, read_corpus  # noqa: E402
+from qa.embed import Embedder, load_embedder  # noqa: E402
+from qa.engine import PASSAGE_SETTINGS, default_corpus  # noqa: E402
+from qa.errors import IndexProblem  # noqa: E402
+from qa.milvus_store import MilvusStore, is_milvus, quote, store_setting  # noqa: E402
+from qa.retrieve import RetrieveConfig, Retriever  # noqa: E402
+from qa.store import tokenize  # noqa: E402
+from qa.types import Passage, Turn  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+QUESTIONS = [
+    json.loads(line)["question"] for line in (ROOT / "eval" / "gold.jsonl").read_text().splitlines()
+][:12]
+SERVER_URI = os.environ.get("QA_MILVUS_URI")
+
+
+@dataclass
+class Pieces:
+    """What qa.engine.build hands the store: records, vectors and keyword texts."""
+
+    turns: list[Turn]
+    passages: list[Passage]
+    vectors: np.ndarray
+    keyword_texts: list[str]
+    hashes: dict[str, str]
+
+
+def pieces(files: list[tuple[str, str]], embedder: Embedder) -> Pieces:
+    """qa.engine.build's steps: parse → chunk → embed (nothing mocked)."""
+    turns = [t for source, text in files for t in parse_text(text, source)]
+    passages = chunk_turns(turns, ChunkConfig())
+    by_id = {t.id: t for t in turns}
+    vectors = embedder.embed_passages([embedding_text(by_id[p.turn_id], p) for p in passages])
+    used = {p.turn_id for p in passages}
+    return Pieces(
+        [t for t in turns if t.id in used],
+        passages,
+        vectors,
+        [f"{context_line(by_id[p.turn_id])} {p.text}" for p in passages],
+        corpus_fingerprint(files),
+    )
+
+
+def file_pieces(source: str, text: str, embedder: Embedder) -> Pieces:
+    return pieces([(source, text)], embedder)
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Embedder:
+    return load_embedder(progress=None)
+
+
+@pytest.fixture(scope="module")
+def corpus(embedder) -> Pieces:
+    return pieces(read_corpus(default_corpus()), embedder)
+
+
+@pytest.fixture(scope="module")
+def reference(corpus, embedder, tmp_path_factory) -> faiss_store.IndexStore:
+    """The default store (the FAISS folder) built from the same pieces."""
+    folder = tmp_path_factory.mktemp("faiss") / "index"
+    c = corpus
+    faiss_store.build_index(
+        folder, c.turns, c.passages, c.vectors, embedder.name, c.hashes, None,
+        c.keyword_texts, PASSAGE_SETTINGS,
+    )  # fmt: skip
+    return faiss_store.load_index(folder)
+
+
+def _location(kind: str, tmp_path_factory) -> str:
+    if kind == "server":
+        if not SERVER_URI:
+            pytest.skip("QA_MILVUS_URI not set: the contract test needs a real Milvus server")
+        return SERVER_URI
+    return str(tmp_path_factory.mktemp("milvus") / "qa.db")
+
+
+def _build(uri: str, corpus: Pieces, embedder: Embedder, name: str) -> MilvusStore:
+    store = MilvusStore(uri, name)
+    c = corpus
+    lines: list[str] = []
+    store.build(
+        c.turns, c.passages, c.vectors, embedder.name, c.hashes, lines.append,
+        c.keyword_texts, PASSAGE_SETTINGS,
+    )  # fmt: skip
+    assert "ready" in lines[-1]  # progress is reported
+    return store
+
+
+@pytest.fixture(scope="module", params=["lite", "server"])
+def milvus(request, corpus, embedder, tmp_path_factory):
+    """The Milvus store built from the real corpus: Milvus Lite, and a real Milvus when
+    QA_MILVUS_URI is set (its test collection dropped afterwards)."""
+    uri = _location(request.param, tmp_path_factory)
+    name = f"qa_test_{uuid.uuid4().hex[:8]}"
+    store = _build(uri, corpus, embedder, name)
+    yield store
+    for collection in (store.name, store.meta_name):
+        store.client.drop_collection(collection)
+
+
+# -- the same index as the FAISS folder ----------------------------------------------------
+
+
+def test_same_records_as_the_faiss_folder(milvus, reference):
+    assert milvus.passages == reference.passages  # same rows in the same order
+    assert milvus.turns == reference.turns
+    assert len(milvus) == len(reference) > 50
+    assert milvus.dimension == reference.dimension
+    assert milvus.model_name == reference.model_name
+    assert milvus.manifest["corpus"] == reference.manifest["corpus"]
+    assert milvus.manifest["settings"] == reference.manifest["settings"]
+
+
+def test_dense_search_finds_the_same_passages(milvus, reference, embedder):
+    for question in QUESTIONS:
+        vec = embedder.embed_query(question)
+        want = reference.dense_search(vec, 10)
+        got = milvus.dense_search(vec, 10)
+        assert [r for r, _ in got[:5]] == [r for r, _ in want[:5]], question
+        assert np.allclose([s for _, s in got], [s for _, s in want], atol=1e-4), question
+
+
+def test_keyword_search_ranks_as_our_bm25(milvus, reference):
+    for question in [*QUESTIONS, "智慧城市", "5G基站 物联网"]:
+        want = reference.keyword_search(question, 10)
+        got = milvus.keyword_search(question, 10)
+        assert want, question
+        assert [r for r, _ in got] == [r for r, _ in want], question
+        assert np.allclose([s for _, s in got], [s for _, s in want], rtol=1e-5), question
+
+
+def test_keyword_search_finds_nothing_for_stop_words_or_unknown_words(milvus, reference):
+    for query in ["你好", "的了吗", "xyzzyq", ""]:
+        assert milvus.keyword_search(query, 10) == reference.keyword_search(query, 10) == []
+
+
+def test_milvus_bm25_function_overlaps_our_bm25(milvus, reference):
+    """Milvus's own BM25 (its jieba analyzer) splits text unlike ours: the top hits
+    overlap but are not identical (the figure is in docs/deploy.md)."""
+    overlaps = []
+    for question in QUESTIONS:
+        want = {r for r, _ in reference.keyword_search(question, 5)}
+        got = {r for r, _ in milvus.bm25_search(question, 5)}
+        assert got, question
+        overlaps.append(len(want & got) / len(want))
+    assert np.mean(overlaps) >= 0.6, overlaps
+
+
+def test_document_frequencies_match(milvus, reference):
+    terms = {t for q in QUESTIONS for t in tokenize(q)} | {"重庆", "智慧", "明天", "下雨"}
+    for term in terms:
+        assert milvus.passages_with(term) == reference.passages_with(term), term
+
+
+# -- filters ---------------------------------------------------------------------------------
+
+
+def test_speaker_filter_runs_in_milvus(milvus, reference, embedder):
+    speakers = sorted({t.speaker for t in milvus.turns.values() if t.speaker})
+    assert len(speakers) >= 3
+    vec = embedder.embed_query("智慧城市建设的本质是什么？")
+    for speaker in speakers:
+        mask = np.array([milvus.turns[p.turn_id].speaker == speaker for p in milvus.passages])
+        want = reference.dense_search(vec, 8, mask)
+        got = milvus.dense_search(vec, 8, speakers=[speaker])
+        assert [r for r, _ in got] == [r for r, _ in want], speaker
+        assert all(milvus.turns[milvus.passages[r].turn_id].speaker == speaker for r, _ in got)
+        # the same filter given as a row mask (as retrieve.py builds it today)
+        assert [r for r, _ in milvus.dense_search(vec, 8, mask)] == [r for r, _ in want]
+        kw_want = reference.keyword_search("智慧城市", 8, mask)
+        kw_got = milvus.keyword_search("智慧城市", 8, speakers=[speaker])
+        assert [r for r, _ in kw_got] == [r for r, _ in kw_want], speaker
+
+
+def test_section_filter_and_masks(milvus, reference, embedder):
+    retriever = Retriever(reference, embedder, RetrieveConfig())
+    vec = embedder.embed_query("数字经济")
+    sections = {t.section[-1] for t in milvus.turns.values() if t.section}
+    assert sections
+    for section in sorted(sections):
+        mask = retriever._mask([], section)
+        want = reference.dense_search(vec, 6, mask)
+        assert [r for r, _ in milvus.dense_search(vec, 6, section=section)] == [
+            r for r, _ in want
+        ], section
+    wide = np.ones(len(milvus), dtype=bool)
+    wide[:3] = False  # most rows allowed: sent as `pk not in [...]`
+    assert [r for r, _ in milvus.dense_search(vec, 10, wide)] == [
+        r for r, _ in reference.dense_search(vec, 10, wide)
+    ]
+    nothing = np.zeros(len(milvus), dtype=bool)
+    assert milvus.dense_search(vec, 5, nothing) == milvus.keyword_search("数字", 5, nothing) == []
+    assert milvus.dense_search(vec, 5, section="no such section") == []
+    with pytest.raises(ValueError, match="boolean mask"):
+        milvus.dense_search(vec, 5, np.ones(3, dtype=bool))
+
+
+def test_filter_values_are_quoted(milvus, embedder):
+    vec = embedder.embed_query("智慧")
+    for name in ['a" or pk >= 0 or speaker == "', "\\", '卢阳春"', "x' or '1'=='1", "%"]:
+        assert milvus.dense_search(vec, 5, speakers=[name]) == []
+        assert milvus.keyword_search("智慧", 5, speakers=[name]) == []
+    assert quote('a"b\\c\n') == '"a\\"b\\\\c\\n"'
+
+
+def test_retriever_works_unchanged_on_the_milvus_store(milvus, reference, embedder):
+    on_faiss = Retriever(reference, embedder, RetrieveConfig())
+    on_milvus = Retriever(milvus, embedder, RetrieveConfig())
+    english = "What did Lu Yangchun say about the elderly?"
+    for question in [*QUESTIONS[:6], "明天重庆会下雨吗？", english]:
+        a, b = on_faiss.search(question), on_milvus.search(question)
+        assert [h.turn.id for h in b.hits] == [h.turn.id for h in a.hits], question
+        assert b.supported == a.supported and b.speakers == a.speakers, question
+
+
+def test_hybrid_search_in_milvus(milvus, embedder):
+    question = "朱旭森怎么看智慧城市建设的本质？"
+    vec = embedder.embed_query(question)
+    hits = milvus.hybrid_search(vec, question, 5)
+    assert len(hits) == 5
+    top_dense = milvus.dense_search(vec, 1)[0][0]
+    top_keyword = milvus.keyword_search(question, 1)[0][0]
+    assert {top_dense, top_keyword} & {r for r, _ in hits[:2]}
+    per_turn = milvus.hybrid_search(vec, question, 5, per_turn=True, speakers=["朱旭森"])
+    turns = [milvus.passages[r].turn_id for r, _ in per_turn]
+    assert len(turns) == len(set(turns)) > 1  # one passage per turn, merged in Milvus
+    assert all(milvus.turns[t].speaker == "朱旭森" for t in turns)
+
+
+# -- writing: per-file changes, reopening -----------------------------------------------------
+
+
+@pytest.fixture
+def writable(corpus, embedder, tmp_path):
+    """A fresh Milvus Lite index of the real corpus that a test may change."""
+    store = _build(str(tmp_path / "w.db"), corpus, embedder, "qa_write")
+    yield store
+    store.close()
+
+
+def _rows_of(store: MilvusStore, source: str) -> dict[int, tuple]:
+    rows = store.client.query(
+        store.name, filter=f"source == {quote(source)}", output_fields=["pk", "text", "dense"]
+    )
+    return {r["pk"]: (r["text"], np.round(np.asarray(r["dense"]), 6).tobytes()) for r in rows}
+
+
+def test_upsert_and_delete_touch_only_that_file(writable, corpus, reference, embedder):
+    (original,) = corpus.hashes
+    before = _rows_of(writable, original)
+    text = read_corpus(default_corpus())[0][1]
+    extra = file_pieces("extra/second.txt", text[: len(text) // 3], embedder)
+    assert extra.passages
+
+    writable.upsert_file(
+        "extra/second.txt", extra.turns, extra.passages, extra.vectors, extra.keyword_texts,
+        corpus_hash="b" * 64,
+    )  # fmt: skip
+    assert _rows_of(writable, original) == before  # untouched
+    assert len(writable) == len(corpus.passages) + len(extra.passages)
+    assert writable.manifest["corpus"]["extra/second.txt"] == "b" * 64
+    added = [p for p in writable.passages if p.source == "extra/second.txt"]
+    assert [p.text for p in added] == [p.text for p in extra.passages]
+    # document frequencies are those of an index of both files
+    both = corpus.keyword_texts + extra.keyword_texts
+    for term in ["重庆", "智慧", "老年人", "数字经济"]:
+        assert writable.passages_with(term) == sum(term in tokenize(t) for t in both), term
+    # the new file's passages are found
+    vec = embedder.embed_query(QUESTIONS[0])
+    assert any(writable.passages[r].source == "extra/second.txt"
+               for r, _ in writable.dense_search(vec, 10))  # fmt: skip
+
+    # the file changes and shrinks: its surplus rows go, the other file stays
+    smaller = file_pieces("extra/second.txt", text[: len(text) // 6], embedder)
+    assert 0 < len(smaller.passages) < len(extra.passages)
+    writable.upsert_file(
+        "extra/second.txt", smaller.turns, smaller.passages, smaller.vectors,
+        smaller.keyword_texts,
+    )  # fmt: skip
+    assert _rows_of(writable, original) == before
+    assert len(_rows_of(writable, "extra/second.txt")) == len(smaller.passages)
+    assert set(writable.turns) == {t.id for t in corpus.turns} | {t.id for t in smaller.turns}
+
+    # deleted: back to exactly the original index
+    writable.delete_file("extra/second.txt")
+    assert writable.passages == reference.passages
+    assert writable.turns == reference.turns
+    assert "extra/second.txt" not in writable.manifest["corpus"]
+    for question in QUESTIONS[:6]:
+        got, want = writable.keyword_search(question, 10), reference.keyword_search(question, 10)
+        assert [r for r, _ in got] == [r for r, _ in want], question
+        assert np.allclose([s for _, s in got], [s for _, s in want], rtol=1e-5), question
+    for term in {t for q in QUESTIONS for t in tokenize(q)}:
+        assert writable.passages_with(term) == reference.passages_with(term), term
+
+
+def test_upsert_refuses_passages_of_another_file(writable, corpus):
+    with pytest.raises(ValueError, match="must come from"):
+        writable.upsert_file("other.txt", corpus.turns, corpus.passages, corpus.vectors)
+
+
+def test_reopen_reads_the_same_index(writable, embedder):
+    uri, name = writable.uri, writable.name
+    vec = embedder.embed_query(QUESTIONS[1])
+    dense, keyword = writable.dense_search(vec, 5), writable.keyword_search(QUESTIONS[1], 5)
+    passages, turns = writable.passages, writable.turns
+    writable.client.release_collection(name)  # as after a restart: not loaded
+    writable.close()
+    again = MilvusStore.open(uri, name)
+    assert again.passages == passages and again.turns == turns
+    assert again.dense_search(vec, 5) == dense
+    assert again.keyword_search(QUESTIONS[1], 5) == keyword
+    again.close()
+
+
+def test_clear_messages(tmp_path):
+    with pytest.raises(IndexProblem, match="no index collection"):
+        MilvusStore.open(str(tmp_path / "empty.db"), "nothing_here")
+    with pytest.raises(IndexProblem, match="not a Milvus location"):
+        MilvusStore("index-folder")
+    with pytest.raises(IndexProblem, match="does not exist"):
+        MilvusStore(str(tmp_path / "missing" / "x.db"))
+
+
+def test_dimension_mismatch_is_a_clear_message(milvus):
+    with pytest.raises(IndexProblem, match="dimensions"):
+        milvus.dense_search(np.ones(7, dtype=np.float32), 5)
+
+
+def test_store_setting(monkeypatch):
+    monkeypatch.delenv("QA_STORE", raising=False)
+    assert store_setting() == "faiss" and not is_milvus("faiss")
+    monkeypatch.setenv("QA_STORE", "/data/qa.db")
+    assert store_setting() == "/data/qa.db" and is_milvus(store_setting())
+    assert store_setting("http://milvus:19530") == "http://milvus:19530"
+    assert is_milvus("https://milvus.example:443")
+
+
+# -- fuzzing what a client can send (speaker, section, query) ---------------------------------
+
+FUZZ = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    from hypothesis import HealthCheck, given, settings, strategies as st
+    from qa.milvus_store import MilvusStore
+    from qa.types import Passage, Turn
+
+    store = MilvusStore(sys.argv[1], "fuzz")
+    turns = [Turn(f"f.txt#{i}", "f.txt", "文章", ("节",), s, None, None, "answer", t, 0, len(t))
+             for i, (s, t) in enumerate([("卢阳春", "智慧城市建设"), ('引"号', "数字经济 重庆")])]
+    passages = [Passage(i, t.id, t.text, "f.txt", 0, len(t.text)) for i, t in enumerate(turns)]
+    rng = np.random.default_rng(0)
+    store.build(turns, passages, rng.standard_normal((2, 8)), "m", {"f.txt": "0"}, None)
+    text = st.text(max_size=40)
+
+    names = st.sampled_from(["卢阳春", '引"号'])
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(speaker=st.one_of(text, names), section=text, query=text)
+    def run(speaker, section, query):
+        vec = np.ones(8, dtype=np.float32)
+        if speaker in ("卢阳春", '引"号') and not section:
+            assert len(store.dense_search(vec, 5, speakers=[speaker])) == 1
+        for hits in (store.dense_search(vec, 5, speakers=[speaker], section=section or None),
+                     store.keyword_search(query, 5, speakers=[speaker]),
+                     store.bm25_search(query or "x", 5, speakers=[speaker])):
+            rows = {r for r, _ in hits}
+            assert all(turns[r].speaker == speaker for r in rows), (speaker, rows)
+
+    run()
+    print("fuzzed")
+    """
+)
+
+
+def test_filters_fuzzed_in_a_subprocess(tmp_path):
+    pytest.importorskip("hypothesis")
+    proc = subprocess.run(
+        [sys.executable, "-c", FUZZ, str(tmp_path / "fuzz.db")],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0 and "fuzzed" in proc.stdout, proc.stderr[-3000:]
