@@ -62,7 +62,7 @@ META_DIM = 2  # every Milvus collection needs a vector field; the meta rows carr
 # no HMM, lower-cased, punctuation and our stop words dropped. Milvus Lite 3.2.2 honours
 # only the search mode and the stop words (it keeps punctuation and the HMM).
 ANALYZER = {
-    "tokenizer": {"type": "jieba", "mode": "search", "hmm": False},
+    "tokenizer": {"type": "jieba", "mode": "search", "hmm": False},  # dict: the default
     "filter": ["lowercase", "removepunct", {"type": "stop", "stop_words": sorted(STOP_WORDS)}],
 }
 _EMPTY_TERM = 0xFFFFFFFE  # a passage without terms still needs one nonzero sparse weight
@@ -690,7 +690,21 @@ class MilvusStore:
         )
 
     def _put_manifest(self, manifest: dict) -> None:
+        """Write the manifest with the next revision number: readers compare it to notice
+        a change (``refresh_if_changed``)."""
+        manifest = {**manifest, "revision": int(self.manifest.get("revision", 0)) + 1,
+                    "updated": datetime.now(UTC).isoformat(timespec="seconds")}  # fmt: skip
         self.client.upsert(self.meta_name, [self._meta_row("manifest", "manifest", manifest)])
+        self.manifest = manifest
+
+    def refresh_if_changed(self) -> bool:
+        """Re-read the records when another process changed the index (one small query);
+        a reader replica calls this every few seconds. True when it re-read."""
+        stored = self._meta_value("manifest")
+        if stored is None or stored.get("revision") == self.manifest.get("revision"):
+            return False
+        self.refresh()
+        return True
 
     def upsert_file(
         self,

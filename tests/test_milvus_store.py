@@ -338,6 +338,18 @@ def test_reopen_reads_the_same_index(writable, embedder):
     again.close()
 
 
+def test_a_reader_sees_another_writers_change(writable, embedder):
+    """Stateless replicas: each reader notices a new revision and re-reads the records."""
+    reader = MilvusStore.open(writable.uri, writable.name)
+    assert not reader.refresh_if_changed()
+    text = read_corpus(default_corpus())[0][1]
+    new = file_pieces("new.txt", text[: len(text) // 6], embedder)
+    writable.upsert_file("new.txt", new.turns, new.passages, new.vectors, new.keyword_texts)
+    assert reader.refresh_if_changed()
+    assert reader.passages == writable.passages and len(reader) > len(new.passages)
+    assert not reader.refresh_if_changed()
+
+
 def test_clear_messages(tmp_path):
     with pytest.raises(IndexProblem, match="no index collection"):
         MilvusStore.open(str(tmp_path / "empty.db"), "nothing_here")
