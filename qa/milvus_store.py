@@ -35,6 +35,7 @@ import logging
 import math
 import os
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
@@ -181,6 +182,11 @@ def _turn_from_dict(d: dict) -> Turn:
     return Turn(**{**d, "section": tuple(d["section"]), "offsets": ()})
 
 
+def _physical(manifest: dict) -> str | None:
+    """The collection of passages a manifest was written with (switched in by an alias)."""
+    return (manifest.get("store") or {}).get("physical")
+
+
 def _path(turn: Turn) -> str:
     """The "article › section" string retrieve.py's section filter matches against."""
     return SECTION_SEP.join((turn.article, *turn.section))
@@ -227,26 +233,36 @@ class MilvusStore:
         return store
 
     def refresh(self) -> None:
-        """Read manifest, turns and passage records from Milvus (after a change elsewhere)."""
-        manifest = self._meta_value("manifest")
-        if manifest is None:
-            raise IndexProblem(
-                f"index collection {self.name!r} at {self.uri} has no manifest: "
-                f"{_rebuild(self.uri)}"
+        """Read manifest, turns and passage records from Milvus (after a change elsewhere).
+
+        Retried when a writer changed the index while it was being read (a new manifest
+        revision, or a rebuild whose names were switched half-way)."""
+        for _attempt in range(5):
+            manifest = self._meta_value("manifest")
+            if manifest is None:
+                raise IndexProblem(
+                    f"index collection {self.name!r} at {self.uri} has no manifest: "
+                    f"{_rebuild(self.uri)}"
+                )
+            if manifest.get("format_version") != FORMAT_VERSION:
+                raise IndexProblem(
+                    f"index collection {self.name!r} has format "
+                    f"{manifest.get('format_version')}, this version of qa reads "
+                    f"{FORMAT_VERSION}: {_rebuild(self.uri)}"
+                )
+            turns = {}
+            for row in self._iterate(self.meta_name, 'kind == "turn"', ["value"]):
+                turn = _turn_from_dict(json.loads(row["value"]))
+                turns[turn.id] = turn
+            fields = ["pk", "source", "seq", "turn_id", "text", "start", "end"]
+            rows = sorted(
+                self._iterate(self.name, "pk >= 0", fields), key=lambda r: (r["source"], r["seq"])
             )
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise IndexProblem(
-                f"index collection {self.name!r} has format {manifest.get('format_version')}, "
-                f"this version of qa reads {FORMAT_VERSION}: {_rebuild(self.uri)}"
-            )
-        turns = {}
-        for row in self._iterate(self.meta_name, 'kind == "turn"', ["value"]):
-            turn = _turn_from_dict(json.loads(row["value"]))
-            turns[turn.id] = turn
-        fields = ["pk", "source", "seq", "turn_id", "text", "start", "end"]
-        rows = sorted(
-            self._iterate(self.name, "pk >= 0", fields), key=lambda r: (r["source"], r["seq"])
-        )
+            after = self._meta_value("manifest") or {}
+            steady = after.get("revision") == manifest.get("revision")
+            if steady and self._alias_target(self.name) in (None, _physical(manifest)):
+                break
+            time.sleep(0.2)
         passages = [
             Passage(i, r["turn_id"], r["text"], r["source"], int(r["start"]), int(r["end"]))
             for i, r in enumerate(rows)
@@ -262,6 +278,13 @@ class MilvusStore:
         self._keys = np.array([int(r["pk"]) for r in rows], dtype=np.int64)
         self._row_of = {int(k): i for i, k in enumerate(self._keys)}
         self._paths = [_path(turns[p.turn_id]) for p in passages]
+
+    def _alias_target(self, alias: str) -> str | None:
+        """The collection an alias names; None when it is no alias."""
+        try:
+            return self.client.describe_alias(alias).get("collection_name")
+        except Exception:  # pymilvus raises its own error types when there is no such alias
+            return None
 
     def _iterate(self, collection: str, expr: str, fields: list[str]) -> Iterable[dict]:
         if self.uri.endswith(".db"):
@@ -473,7 +496,9 @@ class MilvusStore:
 
     # -- writing --------------------------------------------------------------------------
 
-    def _create(self, dimension: int, n_expected: int) -> None:
+    def _create(self, dimension: int, n_expected: int, passages: str, meta: str) -> None:
+        """Create the two collections under these (physical) names; Strong consistency, so
+        a write is visible to the next read (the writer re-reads right after writing)."""
         from pymilvus import DataType, Function, FunctionType, MilvusClient
 
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
@@ -523,19 +548,23 @@ class MilvusStore:
         )
         for name in ("source", "speaker", "path", "turn_id"):
             index.add_index(name, index_type="INVERTED")
-        self.client.create_collection(self.name, schema=schema, index_params=index)
+        self.client.create_collection(
+            passages, schema=schema, index_params=index, consistency_level="Strong"
+        )
 
-        meta = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-        meta.add_field("key", DataType.VARCHAR, is_primary=True, max_length=2048)
-        meta.add_field("kind", DataType.VARCHAR, max_length=16)
-        meta.add_field("source", DataType.VARCHAR, max_length=1024)
-        meta.add_field("count", DataType.INT64)
-        meta.add_field("value", DataType.VARCHAR, max_length=MAX_VARCHAR)
-        meta.add_field("vec", DataType.FLOAT_VECTOR, dim=META_DIM)
+        meta_schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        meta_schema.add_field("key", DataType.VARCHAR, is_primary=True, max_length=2048)
+        meta_schema.add_field("kind", DataType.VARCHAR, max_length=16)
+        meta_schema.add_field("source", DataType.VARCHAR, max_length=1024)
+        meta_schema.add_field("count", DataType.INT64)
+        meta_schema.add_field("value", DataType.VARCHAR, max_length=MAX_VARCHAR)
+        meta_schema.add_field("vec", DataType.FLOAT_VECTOR, dim=META_DIM)
         meta_index = self.client.prepare_index_params()
         meta_index.add_index("vec", index_type="FLAT", metric_type="L2")
         meta_index.add_index("kind", index_type="INVERTED")
-        self.client.create_collection(self.meta_name, schema=meta, index_params=meta_index)
+        self.client.create_collection(
+            meta, schema=meta_schema, index_params=meta_index, consistency_level="Strong"
+        )
 
     @staticmethod
     def _meta_row(key: str, kind: str, value: object = None, source: str = "", count: int = 0):
@@ -627,37 +656,69 @@ class MilvusStore:
         keyword_texts: Sequence[str] | None = None,
         settings: dict | None = None,
     ) -> None:
-        """Replace the collections with a complete index (same inputs as store.build_index).
+        """Replace the index with a complete new one (same inputs as store.build_index).
 
-        Not atomic for readers of the same collection name: build under a new name and
-        point the readers there (docs/deploy.md), or stop them while rebuilding.
+        Written into new collections, then the names readers use (Milvus aliases) are
+        switched to them and the old ones dropped: readers keep the old index until then,
+        and a failed build leaves it untouched.
         """
         t0 = time.perf_counter()
         if not passages:
             raise IndexProblem("nothing to index (no passages): add interview files to the corpus")
         vectors, keyword_texts = self._validate(turns, passages, vectors, keyword_texts)
         tokens = [tokenize(text) for text in keyword_texts]
+        stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S") + uuid.uuid4().hex[:6]
+        target = {self.name: f"{self.name}__{stamp}", self.meta_name: f"{self.meta_name}__{stamp}"}
+        try:
+            self._create(vectors.shape[1], len(passages), target[self.name], target[self.meta_name])
+            about = {"model": model_name, "settings": settings or {}, "corpus": corpus_hashes}
+            self._fill(target, about, turns, passages, vectors, keyword_texts, tokens, progress)
+        except BaseException:
+            for collection in target.values():
+                if self.client.has_collection(collection):
+                    self.client.drop_collection(collection)
+            raise
+        for alias in (self.meta_name, self.name):  # records first: refresh() retries a mix
+            self._point(alias, target[alias])
+        self.refresh()
+        _say(
+            progress,
+            f"milvus: ready ({len(self.passages):,} passages, "
+            f"{self.manifest['counts']['vocabulary']:,} terms) in {time.perf_counter() - t0:.1f} s",
+        )
+
+    def _point(self, alias: str, collection: str) -> None:
+        """Make ``alias`` name ``collection``; drop what it named before."""
+        old = self._alias_target(alias)
+        if old is None:
+            if self.client.has_collection(alias):  # a plain collection of that name
+                self.client.drop_collection(alias)
+            self.client.create_alias(collection, alias)
+        else:
+            self.client.alter_alias(collection, alias)
+            if old != collection:
+                self.client.drop_collection(old)
+
+    def _fill(self, target, about, turns, passages, vectors, keyword_texts, tokens, progress):
+        """Write every row and the manifest into the new collections."""
+        t0 = time.perf_counter()
         lengths = [len(t) for t in tokens]
         avg_len = sum(lengths) / len(lengths)
-        for collection in (self.name, self.meta_name):
-            if self.client.has_collection(collection):
-                self.client.drop_collection(collection)
-        self._create(vectors.shape[1], len(passages))
         turn_by_id = {t.id: t for t in turns}
         _say(progress, f"milvus: writing {len(passages):,} passages to {self.name!r} at {self.uri}")
         rows = self._passage_rows(turn_by_id, passages, vectors, keyword_texts, avg_len, tokens)
-        self._upsert(self.name, rows, progress, "passages")
+        self._upsert(target[self.name], rows, progress, "passages")
         df = Counter(term for toks in tokens for term in set(toks))
         meta = [self._meta_row(f"turn:{t.id}", "turn", t.to_dict(), t.source) for t in turns]
         meta += [self._meta_row(f"df:{term}", "df", None, count=c) for term, c in df.items()]
-        self._upsert(self.meta_name, meta, progress, "records")
+        self._upsert(target[self.meta_name], meta, progress, "records")
         manifest = {
             "format_version": FORMAT_VERSION,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "model": model_name,
-            "settings": settings or {},
+            "model": about["model"],
+            "settings": about["settings"],
             "dimension": int(vectors.shape[1]),
-            "corpus": dict(sorted(corpus_hashes.items())),
+            "corpus": dict(sorted(about["corpus"].items())),
             "counts": {
                 "turns": len(turns),
                 "passages": len(passages),
@@ -675,26 +736,21 @@ class MilvusStore:
                 "tokenizer": tokenizer_signature(),
                 "idf": "at query time",
             },
-            "store": {"uri": self.uri, "collection": self.name},
+            "store": {"uri": self.uri, "collection": self.name, "physical": target[self.name]},
             "build_seconds": round(time.perf_counter() - t0, 2),
         }
-        self._put_manifest(manifest)
-        for collection in (self.name, self.meta_name):
+        self._put_manifest(manifest, target[self.meta_name])
+        for collection in target.values():
             self.client.flush(collection)
             self.client.load_collection(collection)
-        self.refresh()
-        _say(
-            progress,
-            f"milvus: ready ({len(passages):,} passages, {len(df):,} terms) "
-            f"in {time.perf_counter() - t0:.1f} s",
-        )
 
-    def _put_manifest(self, manifest: dict) -> None:
-        """Write the manifest with the next revision number: readers compare it to notice
-        a change (``refresh_if_changed``)."""
-        manifest = {**manifest, "revision": int(self.manifest.get("revision", 0)) + 1,
+    def _put_manifest(self, manifest: dict, collection: str | None = None) -> None:
+        """Write the manifest with a new revision: readers compare it to notice a change
+        (``refresh_if_changed``)."""
+        manifest = {**manifest, "revision": uuid.uuid4().hex,
                     "updated": datetime.now(UTC).isoformat(timespec="seconds")}  # fmt: skip
-        self.client.upsert(self.meta_name, [self._meta_row("manifest", "manifest", manifest)])
+        row = self._meta_row("manifest", "manifest", manifest)
+        self.client.upsert(collection or self.meta_name, [row])
         self.manifest = manifest
 
     def refresh_if_changed(self) -> bool:

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import textwrap
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -348,6 +348,26 @@ def test_a_reader_sees_another_writers_change(writable, embedder):
     assert reader.refresh_if_changed()
     assert reader.passages == writable.passages and len(reader) > len(new.passages)
     assert not reader.refresh_if_changed()
+
+
+def test_rebuild_switches_readers_over_and_a_failed_one_changes_nothing(
+    writable, corpus, embedder
+):
+    reader = MilvusStore.open(writable.uri, writable.name)
+    before = reader.manifest["store"]["physical"]
+    c = corpus
+    huge = [*c.passages[:-1], replace(c.passages[-1], text="智" * 30_000)]
+    with pytest.raises(IndexProblem, match="longer than Milvus"):
+        writable.build(c.turns, huge, c.vectors, embedder.name, c.hashes, None, c.keyword_texts)
+    assert not reader.refresh_if_changed()  # the failed build left the index alone
+    names = writable.client.list_collections()
+    assert len(names) == 2 and before in names  # the half-written pair was dropped
+    writable.build(c.turns, c.passages, c.vectors, embedder.name, c.hashes, None, c.keyword_texts)
+    assert reader.refresh_if_changed()
+    after = reader.manifest["store"]["physical"]
+    assert after != before and reader.passages == writable.passages
+    assert len(writable.client.list_collections()) == 2  # the old pair was dropped
+    assert after in writable.client.list_collections()
 
 
 def test_clear_messages(tmp_path):
