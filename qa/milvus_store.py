@@ -218,6 +218,7 @@ class MilvusStore:
         self._keys = np.zeros(0, dtype=np.int64)  # row → Milvus primary key
         self._row_of: dict[int, int] = {}
         self._paths: list[str] = []
+        self._rows: list[dict] = []
 
     # -- opening ------------------------------------------------------------------------
 
@@ -263,6 +264,11 @@ class MilvusStore:
             if steady and self._alias_target(self.name) in (None, _physical(manifest)):
                 break
             time.sleep(0.2)
+        self.manifest = manifest
+        self._set_records(turns, rows)
+
+    def _set_records(self, turns: dict[str, Turn], rows: list[dict]) -> None:
+        """Hold these turns and passage rows (sorted by source and seq) as the records."""
         passages = [
             Passage(i, r["turn_id"], r["text"], r["source"], int(r["start"]), int(r["end"]))
             for i, r in enumerate(rows)
@@ -272,19 +278,32 @@ class MilvusStore:
                 f"index collection {self.name!r} at {self.uri} has a passage of a "
                 f"missing turn: {_rebuild(self.uri)}"
             )
-        self.manifest = manifest
         self.turns = turns
         self.passages = passages
+        self._rows = rows  # the passage fields as read, for per-file updates
         self._keys = np.array([int(r["pk"]) for r in rows], dtype=np.int64)
         self._row_of = {int(k): i for i, k in enumerate(self._keys)}
         self._paths = [_path(turns[p.turn_id]) for p in passages]
 
+    def _replace_file_records(self, source: str, rows: list[dict], turns: list[Turn]) -> None:
+        """The records after one file changed, without re-reading the others from Milvus."""
+        fields = ("pk", "source", "seq", "turn_id", "text", "start", "end")
+        kept = [r for r in self._rows if r["source"] != source]
+        merged = sorted(
+            kept + [{f: r[f] for f in fields} for r in rows], key=lambda r: (r["source"], r["seq"])
+        )
+        kept_turns = {i: t for i, t in self.turns.items() if t.source != source}
+        self._set_records({**kept_turns, **{t.id: t for t in turns}}, merged)
+
     def _alias_target(self, alias: str) -> str | None:
-        """The collection an alias names; None when it is no alias."""
-        try:
-            return self.client.describe_alias(alias).get("collection_name")
-        except Exception:  # pymilvus raises its own error types when there is no such alias
-            return None
+        """The collection an alias names; None when it is no alias. Looks only at our
+        builds' collections (``<alias>__<stamp>``): describe_alias on a missing alias
+        makes pymilvus log an error."""
+        for collection in self.client.list_collections():
+            if collection.startswith(f"{alias}__"):
+                if alias in (self.client.list_aliases(collection).get("aliases") or []):
+                    return collection
+        return None
 
     def _iterate(self, collection: str, expr: str, fields: list[str]) -> Iterable[dict]:
         if self.uri.endswith(".db"):
@@ -789,6 +808,7 @@ class MilvusStore:
                 f"vectors have {vectors.shape[1]} dimensions, the index "
                 f"{self.dimension}: embed with the index's model {self.model_name}"
             )
+        self.refresh_if_changed()
         old_tokens, old_turns = self._file_contents(source)
         tokens = [tokenize(text) for text in keyword_texts]
         counts = self.manifest["counts"]
@@ -815,12 +835,13 @@ class MilvusStore:
         if corpus_hash is not None:
             manifest["corpus"] = dict(sorted({**manifest["corpus"], source: corpus_hash}.items()))
         self._put_manifest(manifest)
-        self.refresh()
+        self._replace_file_records(source, rows, turns)
         removed = max(0, len(old_tokens) - len(rows))
         return {"source": source, "passages": len(rows), "removed": removed}
 
     def delete_file(self, source: str, corpus_hash_removed: bool = True) -> dict:
         """Remove one file's passages, turns and their share of the document frequencies."""
+        self.refresh_if_changed()  # start from what another writer may have left
         old_tokens, old_turns = self._file_contents(source)
         self.client.delete(self.name, filter=f"source == {quote(source)}")
         self.client.delete(self.meta_name, filter=f'kind == "turn" and source == {quote(source)}')
@@ -836,7 +857,7 @@ class MilvusStore:
         if corpus_hash_removed:
             manifest["corpus"] = {f: h for f, h in manifest["corpus"].items() if f != source}
         self._put_manifest(manifest)
-        self.refresh()
+        self._replace_file_records(source, [], [])
         return {"source": source, "passages": 0, "removed": len(old_tokens)}
 
     def _file_contents(self, source: str) -> tuple[list[list[str]], set[str]]:
