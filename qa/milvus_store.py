@@ -218,7 +218,7 @@ class MilvusStore:
         self._keys = np.zeros(0, dtype=np.int64)  # row → Milvus primary key
         self._row_of: dict[int, int] = {}
         self._paths: list[str] = []
-        self._rows: list[dict] = []
+        self._records: list[dict] = []
 
     # -- opening ------------------------------------------------------------------------
 
@@ -280,7 +280,7 @@ class MilvusStore:
             )
         self.turns = turns
         self.passages = passages
-        self._rows = rows  # the passage fields as read, for per-file updates
+        self._records = rows  # the passage fields as read, for per-file updates
         self._keys = np.array([int(r["pk"]) for r in rows], dtype=np.int64)
         self._row_of = {int(k): i for i, k in enumerate(self._keys)}
         self._paths = [_path(turns[p.turn_id]) for p in passages]
@@ -288,7 +288,7 @@ class MilvusStore:
     def _replace_file_records(self, source: str, rows: list[dict], turns: list[Turn]) -> None:
         """The records after one file changed, without re-reading the others from Milvus."""
         fields = ("pk", "source", "seq", "turn_id", "text", "start", "end")
-        kept = [r for r in self._rows if r["source"] != source]
+        kept = [r for r in self._records if r["source"] != source]
         merged = sorted(
             kept + [{f: r[f] for f in fields} for r in rows], key=lambda r: (r["source"], r["seq"])
         )
