@@ -54,6 +54,8 @@ TOKEN_ENV = "QA_MILVUS_TOKEN"
 STORE_ENV = "QA_STORE"
 MAX_VARCHAR = 65_535  # bytes: Milvus's VARCHAR limit
 BATCH = 500  # rows per insert/upsert request (a gRPC message stays well under its 64 MB cap)
+MAX_LIMIT = 16_384  # Milvus's largest search limit
+TIE_MARGIN = 10  # extra hits fetched so that ties at the k-th place resolve as IndexStore's
 FILTER_IN_LIMIT = 50_000  # most keys one `pk in [...]` filter may list
 HNSW_M = 32  # as qa.store: fewer links lost recall on real e5 vectors
 HNSW_EF_CONSTRUCTION = 64
@@ -424,8 +426,7 @@ class MilvusStore:
         expr = self._filter(None, speakers, section)
         if expr == "false" or k <= 0 or not query.strip():
             return []
-        hits = self._search(query, "bm25", int(k), expr, {"metric_type": "BM25"})
-        return sorted(((r, abs(s)) for r, s in hits), key=lambda h: (-h[1], h[0]))
+        return self._search(query, "bm25", int(k), expr, {"metric_type": "BM25"}, absolute=True)
 
     def hybrid_search(
         self,
@@ -459,18 +460,25 @@ class MilvusStore:
         )
         return self._rows(result[0])
 
-    def _search(self, data, field: str, k: int, expr: str, params: dict) -> list[tuple[int, float]]:
+    def _search(
+        self, data, field: str, k: int, expr: str, params: dict, absolute: bool = False
+    ) -> list[tuple[int, float]]:
         result = self.client.search(
             self.name,
             data=[data],
             anns_field=field,
-            limit=min(k, 16_384),
+            limit=min(k + TIE_MARGIN, MAX_LIMIT),
             filter=expr,
             search_params=params,
             output_fields=["pk"],
         )
+        # equal scores in row order, as IndexStore: Milvus picks among rows tied at the
+        # cut-off arbitrarily, so a few more are fetched; float32 sums differ in the last bits
         hits = self._rows(result[0])
-        return sorted(hits, key=lambda h: (-h[1], h[0]))  # ties by row, as IndexStore
+        if absolute:  # Milvus Lite returns BM25 scores negated, a real Milvus does not
+            hits = [(row, abs(score)) for row, score in hits]
+        hits.sort(key=lambda h: (-round(h[1], 5), h[0]))
+        return hits[:k]
 
     def _rows(self, hits) -> list[tuple[int, float]]:
         out = []
