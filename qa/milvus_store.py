@@ -904,6 +904,16 @@ class MilvusStore:
         for i in range(0, len(drop), BATCH):
             self.client.delete(self.meta_name, ids=drop[i : i + BATCH])
 
+    def drop(self) -> None:
+        """Delete this index: both aliases and the collections they name."""
+        for alias in (self.name, self.meta_name):
+            target = self._alias_target(alias)
+            if target is not None:
+                self.client.drop_alias(alias)  # Milvus refuses to drop an aliased collection
+                self.client.drop_collection(target)
+            elif self.client.has_collection(alias):
+                self.client.drop_collection(alias)
+
     def close(self) -> None:
         self.client.close()
 

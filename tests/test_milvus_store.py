@@ -119,8 +119,8 @@ def milvus(request, corpus, embedder, tmp_path_factory):
     name = f"qa_test_{uuid.uuid4().hex[:8]}"
     store = _build(uri, corpus, embedder, name)
     yield store
-    for collection in (store.name, store.meta_name):
-        store.client.drop_collection(collection)
+    store.drop()
+    assert not _ours(store.client, store.name)
 
 
 # -- the same index as the FAISS folder ----------------------------------------------------
@@ -255,12 +255,21 @@ def test_hybrid_search_in_milvus(milvus, embedder):
 # -- writing: per-file changes, reopening -----------------------------------------------------
 
 
-@pytest.fixture
-def writable(corpus, embedder, tmp_path):
-    """A fresh Milvus Lite index of the real corpus that a test may change."""
-    store = _build(str(tmp_path / "w.db"), corpus, embedder, "qa_write")
+@pytest.fixture(params=["lite", "server"])
+def writable(request, corpus, embedder, tmp_path_factory):
+    """A fresh index of the real corpus that a test may change (Milvus Lite, and a real
+    Milvus when QA_MILVUS_URI is set)."""
+    uri = _location(request.param, tmp_path_factory)
+    store = _build(uri, corpus, embedder, f"qa_write_{uuid.uuid4().hex[:8]}")
     yield store
-    store.close()
+    dropper = MilvusStore(uri, store.name)  # the test may have closed the store's client
+    dropper.drop()
+    dropper.close()
+
+
+def _ours(client, name: str) -> list[str]:
+    """The collections behind a store's two aliases (others may share a server)."""
+    return [c for c in client.list_collections() if c.startswith((f"{name}__", f"{name}_meta__"))]
 
 
 def _rows_of(store: MilvusStore, source: str) -> dict[int, tuple]:
@@ -350,9 +359,7 @@ def test_a_reader_sees_another_writers_change(writable, embedder):
     assert not reader.refresh_if_changed()
 
 
-def test_rebuild_switches_readers_over_and_a_failed_one_changes_nothing(
-    writable, corpus, embedder
-):
+def test_rebuild_switches_readers_over_and_a_failed_one_changes_nothing(writable, corpus, embedder):
     reader = MilvusStore.open(writable.uri, writable.name)
     before = reader.manifest["store"]["physical"]
     c = corpus
@@ -360,14 +367,14 @@ def test_rebuild_switches_readers_over_and_a_failed_one_changes_nothing(
     with pytest.raises(IndexProblem, match="longer than Milvus"):
         writable.build(c.turns, huge, c.vectors, embedder.name, c.hashes, None, c.keyword_texts)
     assert not reader.refresh_if_changed()  # the failed build left the index alone
-    names = writable.client.list_collections()
+    names = _ours(writable.client, writable.name)
     assert len(names) == 2 and before in names  # the half-written pair was dropped
     writable.build(c.turns, c.passages, c.vectors, embedder.name, c.hashes, None, c.keyword_texts)
     assert reader.refresh_if_changed()
     after = reader.manifest["store"]["physical"]
     assert after != before and reader.passages == writable.passages
-    assert len(writable.client.list_collections()) == 2  # the old pair was dropped
-    assert after in writable.client.list_collections()
+    assert after in _ours(writable.client, writable.name)
+    assert len(_ours(writable.client, writable.name)) == 2  # the old pair was dropped
 
 
 def test_clear_messages(tmp_path):
