@@ -60,6 +60,7 @@ FILTER_IN_LIMIT = 50_000  # most keys one `pk in [...]` filter may list
 HNSW_M = 32  # as qa.store: fewer links lost recall on real e5 vectors
 HNSW_EF_CONSTRUCTION = 64
 HNSW_EF_SEARCH = 1024
+MAX_KEY = 2048  # bytes of a meta row's key ("df:<term>"); longer terms get no statistics
 META_DIM = 2  # every Milvus collection needs a vector field; the meta rows carry a dummy one
 # Milvus's jieba analyzer, set as close to qa.store.tokenize as Milvus allows: search mode,
 # no HMM, lower-cased, punctuation and our stop words dropped. Milvus Lite 3.2.2 honours
@@ -187,6 +188,12 @@ def _turn_from_dict(d: dict) -> Turn:
 def _physical(manifest: dict) -> str | None:
     """The collection of passages a manifest was written with (switched in by an alias)."""
     return (manifest.get("store") or {}).get("physical")
+
+
+def _storable(term: str) -> bool:
+    """Short enough for its document-frequency row (a 700-letter run without spaces is not:
+    such a term is never searched for)."""
+    return len(term.encode("utf-8")) + 3 <= MAX_KEY
 
 
 def _path(turn: Turn) -> str:
@@ -580,7 +587,7 @@ class MilvusStore:
         )
 
         meta_schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-        meta_schema.add_field("key", DataType.VARCHAR, is_primary=True, max_length=2048)
+        meta_schema.add_field("key", DataType.VARCHAR, is_primary=True, max_length=MAX_KEY)
         meta_schema.add_field("kind", DataType.VARCHAR, max_length=16)
         meta_schema.add_field("source", DataType.VARCHAR, max_length=1024)
         meta_schema.add_field("count", DataType.INT64)
@@ -693,6 +700,7 @@ class MilvusStore:
         if not passages:
             raise IndexProblem("nothing to index (no passages): add interview files to the corpus")
         vectors, keyword_texts = self._validate(turns, passages, vectors, keyword_texts)
+        _say(progress, f"milvus: tokenizing {len(keyword_texts):,} keyword texts…")
         tokens = [tokenize(text) for text in keyword_texts]
         stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S") + uuid.uuid4().hex[:6]
         target = {self.name: f"{self.name}__{stamp}", self.meta_name: f"{self.meta_name}__{stamp}"}
@@ -735,7 +743,7 @@ class MilvusStore:
         _say(progress, f"milvus: writing {len(passages):,} passages to {self.name!r} at {self.uri}")
         rows = self._passage_rows(turn_by_id, passages, vectors, keyword_texts, avg_len, tokens)
         self._upsert(target[self.name], rows, progress, "passages")
-        df = Counter(term for toks in tokens for term in set(toks))
+        df = Counter(term for toks in tokens for term in set(toks) if _storable(term))
         meta = [self._meta_row(f"turn:{t.id}", "turn", t.to_dict(), t.source) for t in turns]
         meta += [self._meta_row(f"df:{term}", "df", None, count=c) for term, c in df.items()]
         self._upsert(target[self.meta_name], meta, progress, "records")
@@ -887,7 +895,7 @@ class MilvusStore:
             delta.subtract(set(toks))
         for toks in new:
             delta.update(set(toks))
-        changed = [t for t, d in delta.items() if d]
+        changed = [t for t, d in delta.items() if d and _storable(t)]
         if not changed:
             return
         current = {}
