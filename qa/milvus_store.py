@@ -120,6 +120,30 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:200] if text else exc.__class__.__name__
 
 
+def rebuild_reason(store: MilvusStore, model_name: str, settings: dict | None = None) -> str | None:
+    """Why the whole index must be rebuilt (model, passage settings or tokenizer changed),
+    as a sentence; None when changed files can be applied one by one (corpus_changes)."""
+    m = store.manifest
+    if m.get("model") != model_name:
+        return f"the index was built with model {m.get('model')}, not {model_name}"
+    if settings is not None and m.get("settings") != settings:
+        return "the index was built with other passage settings (chunking or embedded text)"
+    if (m.get("keyword") or {}).get("tokenizer") != tokenizer_signature():
+        return "the keyword tokenizer changed since the index was built"
+    return None
+
+
+def corpus_changes(
+    store: MilvusStore, corpus_hashes: dict[str, str]
+) -> tuple[list[str], list[str], list[str]]:
+    """(added, changed, removed) files against the index: what upsert_file/delete_file fix."""
+    built = store.manifest.get("corpus") or {}
+    added = sorted(set(corpus_hashes) - set(built))
+    removed = sorted(set(built) - set(corpus_hashes))
+    changed = sorted(f for f in set(built) & set(corpus_hashes) if built[f] != corpus_hashes[f])
+    return added, changed, removed
+
+
 # ---------------------------------------------------------------------------------------
 # filters and keys
 

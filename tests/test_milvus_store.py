@@ -26,7 +26,14 @@ from qa.corpus import corpus_fingerprint, parse_text, read_corpus  # noqa: E402
 from qa.embed import Embedder, load_embedder  # noqa: E402
 from qa.engine import PASSAGE_SETTINGS, default_corpus  # noqa: E402
 from qa.errors import IndexProblem  # noqa: E402
-from qa.milvus_store import MilvusStore, is_milvus, quote, store_setting  # noqa: E402
+from qa.milvus_store import (  # noqa: E402
+    MilvusStore,
+    corpus_changes,
+    is_milvus,
+    quote,
+    rebuild_reason,
+    store_setting,
+)
 from qa.retrieve import RetrieveConfig, Retriever  # noqa: E402
 from qa.store import tokenize  # noqa: E402
 from qa.types import Passage, Turn  # noqa: E402
@@ -389,6 +396,16 @@ def test_clear_messages(tmp_path):
 def test_dimension_mismatch_is_a_clear_message(milvus):
     with pytest.raises(IndexProblem, match="dimensions"):
         milvus.dense_search(np.ones(7, dtype=np.float32), 5)
+
+
+def test_what_must_be_rebuilt_or_updated(milvus, corpus, embedder):
+    assert rebuild_reason(milvus, embedder.name, PASSAGE_SETTINGS) is None
+    assert "model" in rebuild_reason(milvus, "another-model", PASSAGE_SETTINGS)
+    assert "settings" in rebuild_reason(milvus, embedder.name, {**PASSAGE_SETTINGS, "x": 1})
+    (source,) = corpus.hashes
+    assert corpus_changes(milvus, corpus.hashes) == ([], [], [])
+    assert corpus_changes(milvus, {source: "0" * 64, "b.txt": "1"}) == (["b.txt"], [source], [])
+    assert corpus_changes(milvus, {}) == ([], [], [source])
 
 
 def test_store_setting(monkeypatch):
