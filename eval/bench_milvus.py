@@ -42,9 +42,9 @@ from bench_scale import (  # noqa: E402
 )
 
 from qa import store  # noqa: E402
-from qa.chunk import ChunkConfig, chunk_turns, context_line  # noqa: E402
+from qa.chunk import ChunkConfig, chunk_turns  # noqa: E402
 from qa.corpus import corpus_fingerprint, parse_text, read_corpus  # noqa: E402
-from qa.engine import PASSAGE_SETTINGS  # noqa: E402
+from qa.engine import keyword_text, passage_settings  # noqa: E402
 
 K = 10
 CANDIDATES = 40  # what the retriever asks each search side for
@@ -58,7 +58,7 @@ def pieces(files: list[tuple[str, str]], embedder: SyntheticVectors):
     by_id = {t.id: t for t in turns}
     vectors = embedder.embed_passages([p.text for p in passages])
     used = {p.turn_id for p in passages}
-    keyword_texts = [f"{context_line(by_id[p.turn_id])} {p.text}" for p in passages]
+    keyword_texts = [keyword_text(by_id[p.turn_id], p) for p in passages]
     return [t for t in turns if t.id in used], passages, vectors, keyword_texts
 
 
@@ -106,7 +106,7 @@ def run(kind: str, work: Path, n: int, n_queries: int, seed: int, uri: str | Non
     if kind == "faiss":
         folder = work / "index"
         store.build_index(folder, turns, passages, vectors, embedder.name, hashes, None,
-                          keyword_texts, PASSAGE_SETTINGS)  # fmt: skip
+                          keyword_texts, passage_settings())  # fmt: skip
         out["build_s"] = round(time.perf_counter() - t, 2)
         t = time.perf_counter()
         index = store.load_index(folder)
@@ -116,7 +116,7 @@ def run(kind: str, work: Path, n: int, n_queries: int, seed: int, uri: str | Non
         location = uri or str(work / "qa.db")
         MilvusStore(location, "bench").build(
             turns, passages, vectors, embedder.name, hashes, None, keyword_texts,
-            PASSAGE_SETTINGS,
+            passage_settings(),
         )  # fmt: skip
         out["build_s"] = round(time.perf_counter() - t, 2)
         t = time.perf_counter()
@@ -157,7 +157,7 @@ def run(kind: str, work: Path, n: int, n_queries: int, seed: int, uri: str | Non
         moved = [replace(p, id=p.id + offset) for p in new[1]]
         store.build_index(work / "index", turns + new[0], passages + moved,
                           np.vstack([vectors, new[2]]), embedder.name, hashes, None,
-                          keyword_texts + new[3], PASSAGE_SETTINGS)  # fmt: skip
+                          keyword_texts + new[3], passage_settings())  # fmt: skip
         out["add_file_s"] = round(time.perf_counter() - t, 2)
         out["add_file_how"] = "full rebuild"
     else:

@@ -21,10 +21,10 @@ import pytest
 pytest.importorskip("pymilvus", reason="pymilvus not installed: pip install -e '.[milvus]'")
 
 from qa import store as faiss_store  # noqa: E402
-from qa.chunk import ChunkConfig, chunk_turns, context_line, embedding_text  # noqa: E402
+from qa.chunk import ChunkConfig, chunk_turns, embedding_text  # noqa: E402
 from qa.corpus import corpus_fingerprint, parse_text, read_corpus  # noqa: E402
 from qa.embed import Embedder, load_embedder  # noqa: E402
-from qa.engine import PASSAGE_SETTINGS, default_corpus  # noqa: E402
+from qa.engine import default_corpus, keyword_text, passage_settings  # noqa: E402
 from qa.errors import IndexProblem  # noqa: E402
 from qa.milvus_store import (  # noqa: E402
     MilvusStore,
@@ -67,7 +67,7 @@ def pieces(files: list[tuple[str, str]], embedder: Embedder) -> Pieces:
         [t for t in turns if t.id in used],
         passages,
         vectors,
-        [f"{context_line(by_id[p.turn_id])} {p.text}" for p in passages],
+        [keyword_text(by_id[p.turn_id], p) for p in passages],
         corpus_fingerprint(files),
     )
 
@@ -93,7 +93,7 @@ def reference(corpus, embedder, tmp_path_factory) -> faiss_store.IndexStore:
     c = corpus
     faiss_store.build_index(
         folder, c.turns, c.passages, c.vectors, embedder.name, c.hashes, None,
-        c.keyword_texts, PASSAGE_SETTINGS,
+        c.keyword_texts, passage_settings(),
     )  # fmt: skip
     return faiss_store.load_index(folder)
 
@@ -112,7 +112,7 @@ def _build(uri: str, corpus: Pieces, embedder: Embedder, name: str) -> MilvusSto
     lines: list[str] = []
     store.build(
         c.turns, c.passages, c.vectors, embedder.name, c.hashes, lines.append,
-        c.keyword_texts, PASSAGE_SETTINGS,
+        c.keyword_texts, passage_settings(),
     )  # fmt: skip
     assert "ready" in lines[-1]  # progress is reported
     return store
@@ -138,7 +138,7 @@ def test_same_records_as_the_faiss_folder(milvus, reference):
     assert milvus.turns == reference.turns
     assert len(milvus) == len(reference) > 50
     assert milvus.dimension == reference.dimension
-    assert milvus.model_name == reference.model_name
+    assert milvus.manifest["model"] == reference.manifest["model"] == milvus.model_name
     assert milvus.manifest["corpus"] == reference.manifest["corpus"]
     assert milvus.manifest["settings"] == reference.manifest["settings"]
 
@@ -399,9 +399,9 @@ def test_dimension_mismatch_is_a_clear_message(milvus):
 
 
 def test_what_must_be_rebuilt_or_updated(milvus, corpus, embedder):
-    assert rebuild_reason(milvus, embedder.name, PASSAGE_SETTINGS) is None
-    assert "model" in rebuild_reason(milvus, "another-model", PASSAGE_SETTINGS)
-    assert "settings" in rebuild_reason(milvus, embedder.name, {**PASSAGE_SETTINGS, "x": 1})
+    assert rebuild_reason(milvus, embedder.name, passage_settings()) is None
+    assert "model" in rebuild_reason(milvus, "another-model", passage_settings())
+    assert "settings" in rebuild_reason(milvus, embedder.name, {**passage_settings(), "x": 1})
     (source,) = corpus.hashes
     assert corpus_changes(milvus, corpus.hashes) == ([], [], [])
     assert corpus_changes(milvus, {source: "0" * 64, "b.txt": "1"}) == (["b.txt"], [source], [])
