@@ -29,6 +29,7 @@ keys. Nothing is pickled: records are JSON strings.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -812,11 +813,23 @@ class MilvusStore:
         self.client.upsert(collection or self.meta_name, [row])
         self.manifest = manifest
 
+    def snapshot(self) -> MilvusStore:
+        """A copy sharing the connection whose records later changes to this one leave
+        alone (every change replaces the record lists, never edits them). The engine
+        serves one snapshot and swaps in the changed copy whole, as it does with folders:
+        ``new = served.snapshot(); new.upsert_file(...); swap(new)``."""
+        return copy.copy(self)
+
+    def changed(self) -> bool:
+        """Did another process change the index since these records were read (one small
+        query: the manifest's revision)?"""
+        stored = self._meta_value("manifest")
+        return stored is not None and stored.get("revision") != self.manifest.get("revision")
+
     def refresh_if_changed(self) -> bool:
         """Re-read the records when another process changed the index (one small query);
         a reader replica calls this every few seconds. True when it re-read."""
-        stored = self._meta_value("manifest")
-        if stored is None or stored.get("revision") == self.manifest.get("revision"):
+        if not self.changed():
             return False
         self.refresh()
         return True

@@ -358,9 +358,14 @@ def test_a_reader_sees_another_writers_change(writable, embedder):
     """Stateless replicas: each reader notices a new revision and re-reads the records."""
     reader = MilvusStore.open(writable.uri, writable.name)
     assert not reader.refresh_if_changed()
+    served = writable.snapshot()  # what a server answers from while the file is added
+    before = list(served.passages)
     text = read_corpus(default_corpus())[0][1]
     new = file_pieces("new.txt", text[: len(text) // 6], embedder)
     writable.upsert_file("new.txt", new.turns, new.passages, new.vectors, new.keyword_texts)
+    assert served.passages == before and "new.txt" not in served.manifest["corpus"]
+    assert len(writable) == len(before) + len(new.passages)
+    assert reader.changed() and served.changed() and not writable.changed()
     assert reader.refresh_if_changed()
     assert reader.passages == writable.passages and len(reader) > len(new.passages)
     assert not reader.refresh_if_changed()
