@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -38,7 +39,7 @@ import os
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 
 import numpy as np
@@ -285,6 +286,9 @@ class MilvusStore:
                     f"{manifest.get('format_version')}, this version of qa reads "
                     f"{FORMAT_VERSION}: {_rebuild(self.uri)}"
                 )
+            files = self._iterate(self.meta_name, 'kind == "file"', ["source", "value"])
+            corpus = {r["source"]: json.loads(r["value"]) for r in files}
+            manifest["corpus"] = dict(sorted(corpus.items()))
             turns = {}
             for row in self._iterate(self.meta_name, 'kind == "turn"', ["value"]):
                 turn = _turn_from_dict(json.loads(row["value"]))
@@ -625,6 +629,9 @@ class MilvusStore:
             meta, schema=meta_schema, index_params=meta_index, consistency_level="Strong"
         )
 
+    def _file_row(self, source: str, corpus_hash: str) -> dict:
+        return self._meta_row(f"file:{source}", "file", corpus_hash, source)
+
     @staticmethod
     def _meta_row(key: str, kind: str, value: object = None, source: str = "", count: int = 0):
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
@@ -638,16 +645,25 @@ class MilvusStore:
         }
 
     def _upsert(
-        self, collection: str, rows: list[dict], progress: Progress = None, what: str = ""
+        self,
+        collection: str,
+        rows: Iterable[dict],
+        progress: Progress = None,
+        what: str = "",
+        total: int = 0,
     ) -> None:
+        """Write rows in batches, made as they are sent (a million rows of 384 floats as
+        Python lists would not fit in memory at once)."""
         t0 = last = time.perf_counter()
-        for i in range(0, len(rows), BATCH):
-            self.client.upsert(collection, rows[i : i + BATCH])
+        rows, done = iter(rows), 0
+        while batch := list(itertools.islice(rows, BATCH)):
+            self.client.upsert(collection, batch)
+            done += len(batch)
             now = time.perf_counter()
             if progress is not None and what and now - last > 5:
                 last = now
-                done = min(i + BATCH, len(rows))
-                progress(f"milvus: {what} {done:,}/{len(rows):,} ({done / (now - t0):,.0f}/s)")
+                of = f"/{total:,}" if total else ""
+                progress(f"milvus: {what} {done:,}{of} ({done / (now - t0):,.0f}/s)")
 
     def _passage_rows(
         self,
@@ -657,36 +673,32 @@ class MilvusStore:
         keyword_texts: Sequence[str],
         avg_len: float,
         tokens: list[list[str]],
-    ) -> list[dict]:
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        vectors = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+    ) -> Iterator[dict]:
+        """One Milvus row per passage, made lazily; seq counts each file's passages."""
         seq_of: Counter = Counter()
-        rows = []
         for p, vec, kw, toks in zip(passages, vectors, keyword_texts, tokens, strict=True):
             t = turns[p.turn_id]
             seq = seq_of[p.source]
             seq_of[p.source] += 1
-            rows.append(
-                {
-                    "pk": passage_key(p.source, seq),
-                    "source": p.source,
-                    "seq": seq,
-                    "turn_id": p.turn_id,
-                    "start": p.start,
-                    "end": p.end,
-                    "speaker": t.speaker or "",
-                    "speaker_title": t.speaker_title or "",
-                    "article": t.article,
-                    "path": _path(t),
-                    "asked": t.asked or "",
-                    "kind": t.kind,
-                    "text": _check_varchar(p.text, f"a passage of {p.source}"),
-                    "keywords": _check_varchar(kw, f"a keyword text of {p.source}"),
-                    "dense": vec.astype(np.float32).tolist(),
-                    "terms": _term_weights(toks, avg_len),
-                }
-            )
-        return rows
+            norm = float(np.linalg.norm(vec))
+            yield {
+                "pk": passage_key(p.source, seq),
+                "source": p.source,
+                "seq": seq,
+                "turn_id": p.turn_id,
+                "start": p.start,
+                "end": p.end,
+                "speaker": t.speaker or "",
+                "speaker_title": t.speaker_title or "",
+                "article": t.article,
+                "path": _path(t),
+                "asked": t.asked or "",
+                "kind": t.kind,
+                "text": _check_varchar(p.text, f"a passage of {p.source}"),
+                "keywords": _check_varchar(kw, f"a keyword text of {p.source}"),
+                "dense": (vec / norm if norm > 0 else vec).astype(np.float32).tolist(),
+                "terms": _term_weights(toks, avg_len),
+            }
 
     @staticmethod
     def _validate(turns, passages, vectors, keyword_texts) -> tuple[np.ndarray, list[str]]:
@@ -767,11 +779,12 @@ class MilvusStore:
         turn_by_id = {t.id: t for t in turns}
         _say(progress, f"milvus: writing {len(passages):,} passages to {self.name!r} at {self.uri}")
         rows = self._passage_rows(turn_by_id, passages, vectors, keyword_texts, avg_len, tokens)
-        self._upsert(target[self.name], rows, progress, "passages")
+        self._upsert(target[self.name], rows, progress, "passages", len(passages))
         df = Counter(term for toks in tokens for term in set(toks) if _storable(term))
         meta = [self._meta_row(f"turn:{t.id}", "turn", t.to_dict(), t.source) for t in turns]
         meta += [self._meta_row(f"df:{term}", "df", None, count=c) for term, c in df.items()]
-        self._upsert(target[self.meta_name], meta, progress, "records")
+        meta += [self._file_row(source, h) for source, h in about["corpus"].items()]
+        self._upsert(target[self.meta_name], meta, progress, "records", len(meta))
         manifest = {
             "format_version": FORMAT_VERSION,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -809,7 +822,9 @@ class MilvusStore:
         (``refresh_if_changed``)."""
         manifest = {**manifest, "revision": uuid.uuid4().hex,
                     "updated": datetime.now(UTC).isoformat(timespec="seconds")}  # fmt: skip
-        row = self._meta_row("manifest", "manifest", manifest)
+        # the corpus hashes have a row per file (an archive's list outgrows one VARCHAR)
+        stored = {k: v for k, v in manifest.items() if k != "corpus"}
+        row = self._meta_row("manifest", "manifest", stored)
         self.client.upsert(collection or self.meta_name, [row])
         self.manifest = manifest
 
@@ -869,7 +884,9 @@ class MilvusStore:
         total = counts["tokens"] - sum(map(len, old_tokens)) + sum(map(len, tokens))
         avg_len = total / max(n, 1)
         turn_by_id = {t.id: t for t in turns}
-        rows = self._passage_rows(turn_by_id, passages, vectors, keyword_texts, avg_len, tokens)
+        rows = list(
+            self._passage_rows(turn_by_id, passages, vectors, keyword_texts, avg_len, tokens)
+        )
         self._upsert(self.name, rows)
         self.client.delete(self.name, filter=f"source == {quote(source)} and seq >= {len(rows)}")
         meta = [self._meta_row(f"turn:{t.id}", "turn", t.to_dict(), source) for t in turns]
@@ -886,6 +903,7 @@ class MilvusStore:
             "turns": counts["turns"] - len(old_turns) + len(turns),
         }
         if corpus_hash is not None:
+            self.client.upsert(self.meta_name, [self._file_row(source, corpus_hash)])
             manifest["corpus"] = dict(sorted({**manifest["corpus"], source: corpus_hash}.items()))
         self._put_manifest(manifest)
         self._replace_file_records(source, rows, turns)
@@ -908,6 +926,7 @@ class MilvusStore:
             "turns": counts["turns"] - len(old_turns),
         }
         if corpus_hash_removed:
+            self.client.delete(self.meta_name, ids=[f"file:{source}"])
             manifest["corpus"] = {f: h for f, h in manifest["corpus"].items() if f != source}
         self._put_manifest(manifest)
         self._replace_file_records(source, [], [])

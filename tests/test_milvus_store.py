@@ -438,7 +438,9 @@ FUZZ = textwrap.dedent(
                                          (None, "x" * 3000)])]
     passages = [Passage(i, t.id, t.text, "f.txt", 0, len(t.text)) for i, t in enumerate(turns)]
     rng = np.random.default_rng(0)
-    store.build(turns, passages, rng.standard_normal((3, 8)), "m", {"f.txt": "0"}, None)
+    hashes = {"f.txt": "0", **{f"archive/{i:05d}.txt": "a" * 64 for i in range(1500)}}
+    store.build(turns, passages, rng.standard_normal((3, 8)), "m", hashes, None)
+    assert MilvusStore.open(sys.argv[1], "fuzz").manifest["corpus"] == hashes  # 1,501 files
     assert store.keyword_search("x" * 3000, 5) == []  # too long a term for statistics
     text = st.text(max_size=40)
 
