@@ -29,6 +29,7 @@ keys. Nothing is pickled: records are JSON strings.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import itertools
@@ -110,6 +111,22 @@ def connect(uri: str):
         raise IndexProblem(
             f"cannot open Milvus at {uri} ({_first_line(exc)}): is the server running, "
             f"is {TOKEN_ENV} right, is the .db file used by another process?"
+        ) from None
+
+
+@contextlib.contextmanager
+def _milvus_errors(uri: str) -> Iterator[None]:
+    """A failed Milvus call (server down, timeout, refused request) as one IndexProblem
+    line naming the server, not a pymilvus/gRPC traceback for a client to see."""
+    try:
+        yield
+    except Exception as exc:
+        if not type(exc).__module__.startswith(("pymilvus", "grpc")):
+            raise
+        raise IndexProblem(
+            f"Milvus at {uri} failed ({getattr(exc, 'message', '') or _first_line(exc)}): "
+            "check that it is running and "
+            f"reachable, then retry"
         ) from None
 
 
@@ -261,11 +278,13 @@ class MilvusStore:
     def open(cls, uri: str, name: str = DEFAULT_COLLECTION) -> MilvusStore:
         """Open an existing collection (loading it for search) and read its records."""
         store = cls(uri, name)
-        for collection in (store.name, store.meta_name):
-            if not store.client.has_collection(collection):
-                raise IndexProblem(f"no index collection {collection!r} at {uri}: {_rebuild(uri)}")
-            store.client.load_collection(collection)  # a reopened collection must be loaded
-        store.refresh()
+        with _milvus_errors(uri):
+            for collection in (store.name, store.meta_name):
+                if not store.client.has_collection(collection):
+                    raise IndexProblem(f"no index collection {collection!r} at {uri}: "
+                                       f"{_rebuild(uri)}")  # fmt: skip
+                store.client.load_collection(collection)  # a reopened one must be loaded
+            store.refresh()
         return store
 
     def refresh(self) -> None:
@@ -360,9 +379,10 @@ class MilvusStore:
             iterator.close()
 
     def _meta_value(self, key: str) -> dict | None:
-        rows = self.client.query(
-            self.meta_name, filter=f"key == {quote(key)}", output_fields=["value"]
-        )
+        with _milvus_errors(self.uri):
+            rows = self.client.query(
+                self.meta_name, filter=f"key == {quote(key)}", output_fields=["value"]
+            )
         return json.loads(rows[0]["value"]) if rows else None
 
     # -- the IndexStore read interface ---------------------------------------------------
@@ -435,9 +455,10 @@ class MilvusStore:
         keys = [f"df:{t}" for t in dict.fromkeys(terms)]
         if not keys:
             return {}
-        rows = self.client.query(
-            self.meta_name, filter=_in_list("key", keys), output_fields=["key", "count"]
-        )
+        with _milvus_errors(self.uri):
+            rows = self.client.query(
+                self.meta_name, filter=_in_list("key", keys), output_fields=["key", "count"]
+            )
         return {r["key"][3:]: int(r["count"]) for r in rows}
 
     def query_weights(self, query: str) -> dict[int, float]:
@@ -491,23 +512,25 @@ class MilvusStore:
                 AnnSearchRequest([weights], "terms", {"metric_type": "IP"}, int(k), expr=expr)
             )
         extra = {"group_by_field": "turn_id"} if per_turn else {}
-        result = self.client.hybrid_search(
-            self.name, requests, RRFRanker(rrf_k), limit=int(k), output_fields=["pk"], **extra
-        )
+        with _milvus_errors(self.uri):
+            result = self.client.hybrid_search(
+                self.name, requests, RRFRanker(rrf_k), limit=int(k), output_fields=["pk"], **extra
+            )
         return self._rows(result[0])
 
     def _search(
         self, data, field: str, k: int, expr: str, params: dict, absolute: bool = False
     ) -> list[tuple[int, float]]:
-        result = self.client.search(
-            self.name,
-            data=[data],
-            anns_field=field,
-            limit=min(k + TIE_MARGIN, MAX_LIMIT),
-            filter=expr,
-            search_params=params,
-            output_fields=["pk"],
-        )
+        with _milvus_errors(self.uri):
+            result = self.client.search(
+                self.name,
+                data=[data],
+                anns_field=field,
+                limit=min(k + TIE_MARGIN, MAX_LIMIT),
+                filter=expr,
+                search_params=params,
+                output_fields=["pk"],
+            )
         # equal scores in row order, as IndexStore: Milvus picks among rows tied at the
         # cut-off arbitrarily, so a few more are fetched; float32 sums differ in the last bits
         hits = self._rows(result[0])

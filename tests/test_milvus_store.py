@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,6 +20,8 @@ import numpy as np
 import pytest
 
 pytest.importorskip("pymilvus", reason="pymilvus not installed: pip install -e '.[milvus]'")
+
+from conftest import free_port  # noqa: E402
 
 from qa import store as faiss_store  # noqa: E402
 from qa.chunk import ChunkConfig, chunk_turns, embedding_text  # noqa: E402
@@ -396,6 +399,38 @@ def test_clear_messages(tmp_path):
         MilvusStore("index-folder")
     with pytest.raises(IndexProblem, match="does not exist"):
         MilvusStore(str(tmp_path / "missing" / "x.db"))
+
+
+def test_a_stopped_server_is_a_one_line_message(tmp_path):
+    """Milvus going away mid-service: searches raise IndexProblem naming the server."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(tmp_path / "data"),
+         "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        uri = f"http://127.0.0.1:{port}"
+        store = None
+        for _ in range(100):  # the server takes a few seconds to listen
+            try:
+                store = MilvusStore(uri, "down")
+                break
+            except IndexProblem:
+                time.sleep(0.2)
+        assert store is not None, "milvus-lite server did not start"
+        turn = Turn("f#0", "f", "a", (), "x", None, None, "answer", "智慧城市", 0, 4)
+        store.build([turn], [Passage(0, "f#0", "智慧城市", "f", 0, 4)], np.ones((1, 8)), "m",
+                    {"f": "0"}, None)  # fmt: skip
+        assert store.dense_search(np.ones(8), 3) == [(0, pytest.approx(2.828, abs=1e-3))]
+    finally:
+        server.terminate()
+        server.wait(30)
+    for search in (lambda: store.dense_search(np.ones(8), 3),
+                   lambda: store.keyword_search("智慧", 3)):  # fmt: skip
+        with pytest.raises(IndexProblem, match=f"Milvus at {uri} failed") as info:
+            search()
+        assert "\n" not in str(info.value) and "check that it is running" in str(info.value)
 
 
 def test_dimension_mismatch_is_a_clear_message(milvus):
