@@ -271,6 +271,9 @@ class MilvusStore:
         self._row_of: dict[int, int] = {}
         self._paths: list[str] = []
         self._records: list[dict] = []
+        # IndexStore's optional sentence-level evidence (spans + vectors): not stored in
+        # Milvus yet, so the retriever treats this index as one built without it
+        self.sentences = None
 
     # -- opening ------------------------------------------------------------------------
 
@@ -430,16 +433,18 @@ class MilvusStore:
         query: str,
         k: int,
         allowed: np.ndarray | None = None,
+        terms: Sequence[str] | None = None,
         *,
         speakers: Sequence[str] | None = None,
         section: str | None = None,
     ) -> list[tuple[int, float]]:
         """Top-k (row, BM25 score) of passages sharing a content word with the query: the
-        scores of qa.store.IndexStore.keyword_search, computed in Milvus."""
+        scores of qa.store.IndexStore.keyword_search, computed in Milvus. ``terms``: the
+        query already tokenized (as IndexStore takes them)."""
         expr = self._filter(allowed, speakers, section)
         if expr == "false" or k <= 0:
             return []
-        weights = self.query_weights(query)
+        weights = self.query_weights(query, terms)
         if not weights:
             return []
         return self._search(weights, "terms", int(k), expr, {"metric_type": "IP"})
@@ -461,9 +466,9 @@ class MilvusStore:
             )
         return {r["key"][3:]: int(r["count"]) for r in rows}
 
-    def query_weights(self, query: str) -> dict[int, float]:
+    def query_weights(self, query: str, terms: Sequence[str] | None = None) -> dict[int, float]:
         """The query half of BM25: term id → idf, for terms some passage uses."""
-        df = self.document_frequencies(tokenize(query))
+        df = self.document_frequencies(tokenize(query) if terms is None else terms)
         n = int(self.manifest["counts"]["passages"])
         weights: dict[int, float] = {}
         for term, count in df.items():
