@@ -46,6 +46,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from .errors import IndexProblem
+from .settings import settings
 from .store import BM25_B, BM25_K1, EXACT_SEARCH_LIMIT, STOP_WORDS, tokenize, tokenizer_signature
 from .types import SECTION_SEP, Passage, Turn
 
@@ -54,7 +55,6 @@ Progress = Callable[[str], object] | None
 FORMAT_VERSION = 1
 DEFAULT_COLLECTION = "zhihui_qa"
 TOKEN_ENV = "QA_MILVUS_TOKEN"
-STORE_ENV = "QA_STORE"
 MAX_VARCHAR = 65_535  # bytes: Milvus's VARCHAR limit
 BATCH = 500  # rows per insert/upsert request (a gRPC message stays well under its 64 MB cap)
 MAX_LIMIT = 16_384  # Milvus's largest search limit
@@ -81,7 +81,7 @@ _EMPTY_TERM = 0xFFFFFFFE  # a passage without terms still needs one nonzero spar
 
 def store_setting(explicit: str | None = None) -> str:
     """--store, else env QA_STORE, else "faiss" (the index folder)."""
-    return (explicit or os.environ.get(STORE_ENV) or "faiss").strip()
+    return (explicit or settings().store).strip()
 
 
 def is_milvus(setting: str) -> bool:
@@ -106,7 +106,7 @@ def connect(uri: str):
         if not os.path.isdir(folder):
             raise IndexProblem(f"folder {folder} for the Milvus Lite file does not exist")
     try:
-        return MilvusClient(uri=uri, token=os.environ.get(TOKEN_ENV, ""))
+        return MilvusClient(uri=uri, token=settings().milvus_token)
     except Exception as exc:  # pymilvus raises its own types for every connection failure
         raise IndexProblem(
             f"cannot open Milvus at {uri} ({_first_line(exc)}): is the server running, "

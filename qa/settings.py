@@ -19,6 +19,10 @@ QA_RATE_LIMIT          asks per minute per client address          30 public, 0 
 QA_MAX_CONNECTIONS_    open connections per client address         20 public, 0 (off) local
   PER_CLIENT
 QA_REQUEST_TIMEOUT_S   seconds a client may take to send a request 10
+QA_STORE               where the index lives: "faiss" (the index   faiss
+                       folder), a Milvus Lite file *.db, or a
+                       Milvus server http(s)://host:port
+QA_MILVUS_TOKEN        token for a Milvus server                   (none)
 QA_DEBUG               "1": show tracebacks of unexpected errors   off
 =====================  ==========================================  =========================
 
@@ -81,6 +85,8 @@ class Settings:
     rate_limit: float | None  # None: by address (30 when public, off on loopback)
     max_connections_per_client: float | None  # None: by address (20 public, off local)
     request_timeout_s: float
+    store: str  # "faiss", a *.db Milvus Lite file or a Milvus server URI
+    milvus_token: str
     debug: bool
 
     @classmethod
@@ -105,6 +111,8 @@ class Settings:
             rate_limit=_optional_number(env, "QA_RATE_LIMIT", 0),
             max_connections_per_client=_optional_number(env, "QA_MAX_CONNECTIONS_PER_CLIENT", 0),
             request_timeout_s=_number(env, "QA_REQUEST_TIMEOUT_S", 10, 0),
+            store=_text(env, "QA_STORE") or "faiss",
+            milvus_token=_text(env, "QA_MILVUS_TOKEN") or "",
             debug=_flag(env, "QA_DEBUG"),
         )
 
