@@ -16,7 +16,7 @@ from dataclasses import replace
 from .evidence import LOW, Verdict
 from .question import is_english
 from .retrieve import Hit, Retrieval
-from .types import SECTION_SEP, Answer, Citation, Quote, SpeakerBlock
+from .types import Answer, Citation, Quote, SpeakerBlock, section_path
 
 MAX_CITED_CHARS = 800
 QUOTED_IN_ANSWER = 3  # citations quoted in the answer text; the rest are listed only
@@ -94,7 +94,7 @@ def make_citation(rank: int, hit: Hit) -> Citation:
         speaker=turn.speaker,
         speaker_title=turn.speaker_title,
         article=turn.article,
-        section=SECTION_SEP.join(turn.section),
+        section=section_path(*turn.section),
         asked=turn.asked,
         text=excerpt,
         highlight=highlight,
@@ -276,7 +276,7 @@ def suggestions(retrieval: Retrieval, limit: int = 3) -> tuple[str, ...]:
         t = h.turn
         if t.kind in ("bio", "intro"):
             continue  # a bio is not a topic
-        topic = t.asked or SECTION_SEP.join(p for p in (t.article, *t.section) if p)
+        topic = t.asked or section_path(t.article, *t.section)
         if topic and topic not in out:
             out.append(topic)
         if len(out) >= limit:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .types import Passage, Turn
+from .types import Passage, Turn, section_path
 
 # a sentence ends at 。！？； (or !?;) plus any closing quotes or brackets after it
 _SENTENCE = re.compile(r"[^。！？；!?;]*(?:[。！？；!?;]+[”’」』）)】]*|$)")
@@ -115,7 +115,7 @@ def context_line(turn: Turn) -> str:
     parts = []
     if turn.speaker:
         parts.append(turn.speaker + (f"（{turn.speaker_title}）" if turn.speaker_title else ""))
-    where = " › ".join(p for p in (turn.article, *turn.section) if p)
+    where = section_path(turn.article, *turn.section)
     if where:
         parts.append(where)
     if turn.asked:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .errors import BadQuestion, QAError
 from .settings import settings
+from .types import section_path
 
 
 def _progress(msg: str) -> None:
@@ -123,7 +124,7 @@ def _print_answer(ans: dict) -> None:
         who = c["speaker"] or "—"
         if c["speaker_title"]:
             who += f"（{c['speaker_title']}）"
-        where = " › ".join(p for p in (c["article"], c["section"]) if p)
+        where = section_path(c["article"], c["section"])
         print(f"\n[{c['rank']}] {who}\n    {where}")
         if c["asked"]:
             print(f"    问：{c['asked']}")

@@ -34,14 +34,13 @@ from .offline_model import (
     DEFAULT_MODEL,
     PASSAGE_PREFIX,
     QUERY_PREFIX,
-    Progress,
     _first_line,
-    _say,
     _sentence_transformer_class,
     engine_trusted,
     prepare_default_model,
 )
 from .settings import settings
+from .types import Progress, say
 
 __all__ = ["DEFAULT_MODEL", "Embedder", "EmbeddingFailed", "load_embedder", "model_setting",
            "prepare_default_model"]
@@ -240,7 +239,7 @@ class Embedder:
 
         def report(done: int) -> None:
             rate = done / max(time.perf_counter() - started, 1e-6)
-            _say(progress, f"embedded {done}/{len(texts)} passages ({rate:.0f} passages/s)")
+            say(progress, f"embedded {done}/{len(texts)} passages ({rate:.0f} passages/s)")
 
         if self._pool is not None:
             try:
@@ -252,7 +251,7 @@ class Embedder:
                 ) from None
             return _unit_rows(vectors)
         if progress is not None and self._model is None:
-            _say(progress, f"loading the sentence model ({self.name})")
+            say(progress, f"loading the sentence model ({self.name})")
         chunk = 128  # small enough that queries can slip in between chunks
         parts = []
         for start in range(0, len(texts), chunk):
@@ -333,9 +332,9 @@ def load_embedder(model: str | None = None, progress: Progress = print) -> Embed
         if engine_trusted(folder):
             pool = _shared_pool()
             return Embedder(setting, str(folder), pool.dim, pool=pool)
-        _say(progress, f"loading the sentence model ({setting})")
+        say(progress, f"loading the sentence model ({setting})")
         st = _load_sentence_transformer(str(folder))
         return Embedder(setting, str(folder), _dimension_of(st), model=st)
-    _say(progress, f"loading the sentence model ({setting})")
+    say(progress, f"loading the sentence model ({setting})")
     st = _load_sentence_transformer(setting)
     return Embedder(setting, setting, _dimension_of(st), model=st)

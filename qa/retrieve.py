@@ -18,7 +18,7 @@ import numpy as np
 from .embed import Embedder
 from .question import Analyser, Question
 from .store import IndexStore, tokenize
-from .types import Passage, Turn
+from .types import Passage, Turn, section_path
 
 MODES = ("hybrid", "dense", "keyword")
 SENTENCE_GAP = 0.05  # cosine a turn's best sentence may lag the best one's by (see below)
@@ -159,7 +159,7 @@ class Retriever:
         self.analyse = Analyser(
             self.speaker_names, store.passages_with, (p.text for p in store.passages)
         )
-        self._paths = [" › ".join((t.article, *t.section)) for t in self.turn_of]
+        self._paths = [section_path(t.article, *t.section) for t in self.turn_of]
         self._question_rows = {
             p.id for p, t in zip(store.passages, self.turn_of, strict=True) if p.text == t.asked
         }

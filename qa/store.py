@@ -27,7 +27,7 @@ import time
 import unicodedata
 import zipfile
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,9 +42,7 @@ from typing_extensions import TypedDict  # pydantic needs this one before Python
 
 from . import atomic
 from .errors import IndexProblem, IndexUnwritable
-from .types import Passage, Turn
-
-Progress = Callable[[str], object] | None
+from .types import Passage, Progress, Turn, say
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -186,10 +184,6 @@ def tokenizer_signature() -> str:
 # building
 
 
-def _say(progress: Progress, message: str) -> None:
-    if progress is not None:
-        progress(message)
-
 
 def _sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
@@ -251,7 +245,7 @@ def _build_bm25(texts: Sequence[str], progress: Progress) -> tuple[sparse.csc_ma
         if now - last > 5:
             last = now
             rate = (row + 1) / (now - t0)
-            _say(progress, f"index: tokenized {row + 1:,}/{n:,} passages ({rate:,.0f}/s)")
+            say(progress, f"index: tokenized {row + 1:,}/{n:,} passages ({rate:,.0f}/s)")
     rows = np.repeat(np.arange(n, dtype=np.int32), doc_lengths)
     cols = np.frombuffer(term_ids, dtype=np.int32) if term_ids else np.zeros(0, np.int32)
     tf = sparse.csr_matrix(
@@ -383,7 +377,7 @@ def build_index(
             "index is untouched: free some space or choose another --index path"
         ) from None
     size = sum(f["bytes"] for f in files.values())
-    _say(
+    say(
         progress,
         f"index: ready at {index_dir} ({n:,} passages, {len(vocabulary):,} terms, "
         f"{dense_info['type']}, {size / 1e6:.1f} MB) in {time.perf_counter() - t0:.1f} s",
@@ -402,7 +396,7 @@ def _write_files(
     n = len(passages)
     vectors = _normalised(vectors)
     kind = "exact" if n <= EXACT_SEARCH_LIMIT else "HNSW graph"
-    _say(
+    say(
         progress,
         f"index: dense search ({kind}) over {n:,} vectors of {vectors.shape[1]} dimensions, "
         "keyword search (BM25) alongside…",
@@ -412,7 +406,7 @@ def _write_files(
         dense_job = pool.submit(_build_dense, vectors, work / VECTORS)
         weights, vocabulary = _build_bm25(keyword_texts, progress)
         if not dense_job.done():
-            _say(progress, "index: keyword search done; waiting for the dense index…")
+            say(progress, "index: keyword search done; waiting for the dense index…")
         dense_info = dense_job.result()
     np.savez(
         work / BM25,

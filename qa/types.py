@@ -5,9 +5,18 @@ Each has ``to_dict()`` for JSON; nothing downstream reaches back upstream.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 SECTION_SEP = " › "
+
+Progress = Callable[[str], object] | None  # where long work reports; None: silent
+
+
+def say(progress: Progress, message: str) -> None:
+    """Report a step of long work (index build, model preparation) when someone listens."""
+    if progress is not None:
+        progress(message)
 
 
 def section_path(*parts: str | None) -> str:

@@ -18,7 +18,6 @@ import contextlib
 import html
 import json
 import logging
-import os
 import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -43,6 +42,7 @@ from .feedback import FeedbackLog, default_feedback_path
 from .followup import MAX_LOOKBACK, Context
 from .guard import Limits, NoUploads, RateLimit
 from .guide import APP_TITLE, CorpusGuide, corpus_guide
+from .settings import settings
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ document.addEventListener("keydown", function (e) {
 
 def allowed_origins(setting: str | None = None) -> list[str]:
     """Origins allowed to call the API and frame the chat: env QA_ALLOWED_ORIGINS, "*" default."""
-    raw = setting if setting is not None else os.environ.get("QA_ALLOWED_ORIGINS", "*")
+    raw = setting if setting is not None else settings().allowed_origins
     origins = [o.strip().rstrip("/") for o in raw.replace(";", ",").split(",") if o.strip()]
     return origins or ["*"]
 
@@ -153,11 +153,8 @@ class EmbeddingHeaders:
 
 
 def engine_threads() -> int:
-    """Worker threads for engine calls: env QA_ENGINE_THREADS, else 2."""
-    try:
-        return max(1, int(os.environ.get("QA_ENGINE_THREADS", "2")))
-    except ValueError:
-        return 2
+    """Worker threads for engine calls: env QA_ENGINE_THREADS, else 2 (qa/settings.py)."""
+    return settings().engine_threads
 
 
 def answer_json(
