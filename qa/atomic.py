@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-__all__ = ["building", "recover", "refusal", "unwritable"]
+__all__ = ["building", "fsync", "recover", "refusal", "unwritable"]
 
 
 def _prefix(target: Path, kind: str) -> str:
@@ -99,7 +99,8 @@ def unwritable(target: Path) -> str | None:
     return None
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync(path: Path) -> None:
+    """Flush a file or a folder to disk (files before the swap, the parent after it)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -118,7 +119,7 @@ def _swap(new: Path, target: Path) -> None:
         if old is not None:
             os.rename(old, target)
         raise
-    _fsync_dir(target.parent)
+    fsync(target.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 

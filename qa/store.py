@@ -21,7 +21,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import threading
 import time
 import unicodedata
@@ -265,14 +264,6 @@ def _write_json(path: Path, value: object) -> None:
     path.write_text(json.dumps(value, ensure_ascii=False, separators=(",", ":")), "utf-8")
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def check_buildable(index_dir: Path) -> None:
     """Refuse, before any work, an --index that is a file or a folder this project did not
     make (a typo'd path must not eat data), and a folder where a build cannot be written."""
@@ -340,7 +331,7 @@ def build_index(
             )
             if sentences is not None:  # -- sentence-level evidence (helper "quality") --
                 sentences.save(work / SENTENCES, turn_ids)
-                _fsync(work / SENTENCES)
+                atomic.fsync(work / SENTENCES)
                 files[SENTENCES] = {
                     "sha256": _sha256_file(work / SENTENCES),
                     "bytes": (work / SENTENCES).stat().st_size,
@@ -370,7 +361,7 @@ def build_index(
             }
             text = json.dumps(manifest, ensure_ascii=False, indent=2)
             (work / MANIFEST).write_text(text, "utf-8")
-            _fsync(work / MANIFEST)
+            atomic.fsync(work / MANIFEST)
     except OSError as exc:  # full disk, folder made read-only mid-build, …
         raise IndexUnwritable(
             f"cannot write the index at {index_dir} ({exc.strerror or exc}); the previous "
@@ -422,7 +413,7 @@ def _write_files(
     _write_json(work / TURNS, [t.to_dict() for t in turns])
     files = {}
     for name in DATA_FILES:
-        _fsync(work / name)
+        atomic.fsync(work / name)
         files[name] = {
             "sha256": _sha256_file(work / name),
             "bytes": (work / name).stat().st_size,
