@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test model index eval bench load lint clean fuzz fuzz-api profile
+.PHONY: run test model index eval bench load lint clean contracts fuzz fuzz-api profile
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,9 @@ API_FUZZ_SECONDS ?= 900
 fuzz-api: model  ## the JSON API fuzzed from its OpenAPI schema and with any Unicode, at length
 	QA_API_FUZZ_EXAMPLES=$(API_FUZZ_EXAMPLES) QA_API_FUZZ_SECONDS=$(API_FUZZ_SECONDS) \
 	  $(PY) -m pytest -q -s -p no:cacheprovider tests/test_api_fuzz.py
+
+contracts: $(STAMP)  ## regenerate docs/CONTRACTS.md from the code (a test checks it)
+	$(PY) -m qa.contracts
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check qa eval tests app.py
