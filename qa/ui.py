@@ -284,12 +284,17 @@ def build_ui(
     engine's index), so nothing on the page is specific to one corpus.
     """
     feedback = feedback or FeedbackLog(default_feedback_path())
+    derived = guide is None  # drawn from the index: drawn again after a rebuild
     guide = guide or corpus_guide(engine)
     h = make_handlers(engine, feedback, guide)
-    speaker_choices = [("全部专家 All speakers", "")] + [
-        (f"{name}" + (f" · {title}" if title else ""), name) for name, title in guide.experts
-    ]
-    section_choices = [("全部栏目 All sections", "")] + [(s, s) for s in engine.sections]
+    def speaker_choices() -> list[tuple[str, str]]:
+        experts = corpus_guide(engine).experts if derived else guide.experts
+        return [("全部专家 All speakers", "")] + [
+            (f"{name}" + (f" · {title}" if title else ""), name) for name, title in experts
+        ]
+
+    def section_choices() -> list[tuple[str, str]]:
+        return [("全部栏目 All sections", "")] + [(s, s) for s in engine.sections]
 
     with gr.Blocks(title=APP_TITLE, fill_height=compact) as demo:
         turns = gr.State([])
@@ -351,10 +356,10 @@ def build_ui(
             if not compact:
                 with gr.Column(scale=3, min_width=240, elem_id="qa-side"):
                     speaker = gr.Dropdown(
-                        speaker_choices, value="", label="专家 Speaker", elem_id="qa-speaker"
+                        speaker_choices(), value="", label="专家 Speaker", elem_id="qa-speaker"
                     )
                     section = gr.Dropdown(
-                        section_choices, value="", label="栏目 Section", elem_id="qa-section"
+                        section_choices(), value="", label="栏目 Section", elem_id="qa-section"
                     )
                     k = gr.Slider(1, 10, value=5, step=1, label="出处条数 Citations")
                     clear = gr.Button("清空对话 Clear", variant="secondary", elem_id="qa-clear")
@@ -401,6 +406,15 @@ def build_ui(
         chatbot.like(h["on_like"], turns, status, api_visibility="private")
         if clear is not None:
             clear.click(h["clear"], None, outputs, api_visibility="private")
+        if not compact:
+
+            def current_filters() -> tuple[Any, Any]:
+                """The index may have been rebuilt since the page was laid out (the corpus
+                watcher): each new page lists the speakers and sections it has now."""
+                return (gr.update(choices=speaker_choices()),
+                        gr.update(choices=section_choices()))
+
+            demo.load(current_filters, None, [speaker, section], api_visibility="private")
         if compact:
 
             def compact_lang(request: gr.Request) -> tuple[Any, Any, Any]:

@@ -371,9 +371,13 @@ def create_app(
 
     example = guide.examples_zh[0] if guide.examples_zh else None
 
+    schema_for: list[tuple[str, ...]] = []  # the speaker list the cached schema lists
+
     def openapi() -> dict:
-        """FastAPI's schema, its example question taken from this index."""
-        if app.openapi_schema is None:
+        """FastAPI's schema, its example question taken from this index; drawn again when
+        a corpus rebuild changes the speakers (their names are the schema's enum)."""
+        names = tuple(speaker_names())
+        if app.openapi_schema is None or schema_for != [names]:
             schema = get_openapi(
                 title=app.title,
                 version=app.version,
@@ -388,8 +392,9 @@ def create_app(
                 # the speakers this index has: anything else is a 400
                 for option in props.get("speaker", {}).get("anyOf", []):
                     if option.get("type") == "string":
-                        option["enum"] = ["", *speaker_names()]
+                        option["enum"] = ["", *names]
             app.openapi_schema = schema
+            schema_for[:] = [names]
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
