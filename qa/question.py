@@ -112,6 +112,16 @@ _ABOUT_PERSON = re.compile(
     r"哪个(?:学校|机构|部门)",
     re.I,
 )
+# How a question asks, not what it asks about: 怎么看/如何评价/有什么建议/一共/叫什么名字 frame
+# any topic, so they are not content words (a passage holding 评价 does not answer
+# 孙金华如何评价春节？, and 建议 missing from a page says nothing about its topics).
+ASKING_WORDS = frozenset(
+    """
+    看 怎么看 如何看 评价 看待 认为 觉得 建议 意见 想法 看法 观点 态度 见解 说 讲 谈 谈到
+    提到 表示 指出 主张 一共 总共 共有 名字 叫 叫做 意思 是指 指的是 含义 介绍 啥 咋
+    """.split()
+)
+_POSSESSIVE = re.compile(r"(?<=[A-Za-z\u4e00-\u9fff])['’]s\b")
 _NAME_SEP = r"[\s\-·.]*"
 _HONORIFIC_EN = r"(?:professor|prof\.?|mr\.?|mrs\.?|ms\.?|dr\.?|director|dean)"
 _HONORIFIC_ZH = "教授|副教授|老师|先生|女士|研究员|院长|副院长|所长|副所长|博士"
@@ -135,6 +145,7 @@ def _content_words(text: str, cut: list[str], named: list[str]) -> list[str]:
         keep = (
             not any(taken[start:pos])
             and w not in STOP_WORDS
+            and w not in ASKING_WORDS
             and any(c.isalnum() for c in w)
             and not _MANY.fullmatch(w)
         )
@@ -230,10 +241,12 @@ class Analyser:
 
     def _words(self, text: str, cut: list[str], english: bool, named: list[str]) -> list[Word]:
         if english:
-            # a one-character sense (前, 头 for "top") matches everything: words only
+            # a one-character sense (前, 头 for "top") matches everything: words only;
+            # the possessive of Chongqing's is no word (it was one the corpus never uses)
+            bare = _POSSESSIVE.sub("", text)
             pairs = [
                 (label, tuple(f for f in forms if len(f) > 1))
-                for label, forms in chinese_words(text, ENGLISH_STOP_WORDS).items()
+                for label, forms in chinese_words(bare, ENGLISH_STOP_WORDS).items()
                 if not any(label in name or name in label for name in named)
             ]
             pairs = [(label, forms) for label, forms in pairs if forms]
