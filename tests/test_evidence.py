@@ -73,6 +73,9 @@ def test_a_paraphrase_without_shared_words_is_still_answered(engine):
         ("重庆已经建成了多少个数据中心？", False),  # figures with 个, none of data centres
         ("今年是第几届智博会？", False),  # 本届 is not a number
         ("How many people visited the Smart China Expo?", False),  # 一方面 is not a figure
+        # the thing counted before 多少: 区域总部 is on the page, never with a figure
+        ("区域总部一共有多少个？", False),
+        ("2019年重庆人均地区生产总值突破了多少？", True),  # 突破1万美元: a sum is a figure
     ],
 )
 def test_a_count_question_needs_its_figure_in_a_matched_sentence(engine, question, found):

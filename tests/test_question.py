@@ -77,6 +77,24 @@ def test_single_characters_jieba_could_not_place_are_joined(analyse):
     assert labels.get("定投") == 0 and "定" not in labels and "投" not in labels
 
 
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("孙金华如何评价春节？", ["春节"]),  # 评价 is on the page, but says nothing of 春节
+        ("王正攀对生育政策有什么建议？", ["生育", "政策"]),
+        ("区域总部一共有多少个？", ["区域", "总部"]),
+        ("这篇专访的记者叫什么名字？", ["专访", "记者"]),
+    ],
+)
+def test_how_a_question_asks_is_not_what_it_asks_about(analyse, text, words):
+    assert [w.label for w in analyse(text).words] == words
+
+
+def test_an_english_possessive_is_not_a_word(analyse):
+    labels = [w.label for w in analyse("What are Chongqing's strengths?").words]
+    assert "s" not in labels and "strengths" in labels
+
+
 def test_english_words_come_with_their_chinese_senses(analyse):
     q = analyse("How can traffic lights be made smarter?")
     assert q.english
