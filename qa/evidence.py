@@ -84,14 +84,17 @@ class Figure:
 
 def _counted(q: Question, at: int) -> tuple[str, ...]:
     """The thing a count question counts when no noun follows 多少 (区域总部一共有多少个？,
-    准确率提高到多少？, How many companies…): any content word before the question word
-    (贫困发生率降到了多少: 降到 is the verb, the page says 降至), or for English the first
-    word after it, as its forms (first two characters)."""
+    准确率提高到多少？, How many companies…): the rarest word before the question word that
+    the page uses, the most specific thing named (贫困发生率降到了多少: 发生率, not the verb
+    降到, which the page writes 降至, nor 重庆, which is everywhere), or for English the
+    first word after it, as its forms (first two characters)."""
     if q.english:
         after = [w for w in q.words if q.text.lower().find(w.label.lower(), at) >= 0]
         return tuple(f[:2] for f in after[0].forms) if after else ()
-    before = [w for w in q.words if 0 <= q.text.find(w.label) < at and len(w.label) > 1]
-    return tuple(dict.fromkeys(w.label[:2] for w in before))
+    before = [
+        w for w in q.words if 0 <= q.text.find(w.label) < at and len(w.label) > 1 and w.passages
+    ]
+    return (min(before, key=lambda w: w.passages).label[:2],) if before else ()
 
 
 def asks_figure(q: Question) -> Figure | None:
