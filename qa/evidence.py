@@ -58,10 +58,17 @@ NOUN_NEAR = 12  # characters between the figure and the thing counted, either si
 def _quantity(unit: str | None) -> re.Pattern:
     """A number with a unit or measure word (3000多家, 3.9万户, 0.12%, 百分之八十五);
     not the 一 of 一方面, not a year."""
-    units = re.escape(unit) if unit else rf"人次|[{_MEASURE}%‰]|平方|公里|千米|米|吨|倍"
+    units = re.escape(unit) if unit else rf"人次|[{_MEASURE}%‰]|平方|公里|千米|米|吨|倍|{_SPANS}"
     return re.compile(
-        rf"{_PERCENT.pattern}|(?:{_NUM})\s*(?:万|亿)?\s*(?:多|余)?\s*(?:{units})"
+        rf"{_PERCENT.pattern}|(?:{_NUM})\s*(?:万|亿)?\s*(?:多|余)?\s*(?:{units})|"
+        rf"[{_CN_ONE}](?:{_SPANS})"
     )
+
+
+# a span of time or a share: 三分钟, 两个月, 三成. One Chinese numeral counts only before
+# these (一 never: 一方面, 一个都不能少 are words, not figures).
+_SPANS = "分钟|小时|天|周|个月|成|岁"
+_CN_ONE = "两三四五六七八九十"
 
 
 _ANY_FIGURE = re.compile(rf"{_quantity(None).pattern}|{_HAS_MONEY.pattern}")

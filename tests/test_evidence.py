@@ -94,6 +94,8 @@ def test_a_count_question_needs_its_figure_in_a_matched_sentence(engine, questio
         ("改造农村危房3.9万户", "户", True),
         ("一方面，有益于展示", None, False),
         ("占比达到0.12%", None, True),
+        ("乘客候车时间平均缩短了三分钟", None, True),  # one Chinese numeral before a span
+        ("一个都不能少", None, False),  # 一 before a measure word is a word, not a figure
     ],
 )
 def test_what_counts_as_a_figure(text, unit, matches):

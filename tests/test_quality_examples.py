@@ -122,6 +122,9 @@ TRANSCRIPT = """# 城市物流怎样更聪明
 ## 智能分拣
 主持人：分拣中心用了哪些新技术？
 张明远（物流研究员）：分拣中心引入了视觉识别系统，包裹条码和面单都能自动读取。经过一年的调试，分拣准确率提高到百分之八十五，人工复核的工作量明显下降。
+## 公交调度
+主持人：公交调度有什么变化？
+张明远（物流研究员）：公交调度中心接入了实时客流数据，高峰时段加密班次，乘客候车时间平均缩短了三分钟。
 """
 
 
@@ -146,3 +149,11 @@ def test_a_figure_in_chinese_numerals_answers_a_how_much_question(transcript_eng
     ans = transcript_engine.ask("分拣准确率提高到多少？")
     assert ans.answerable, ans.answer
     assert "百分之八十五" in ans.citations[0].highlight
+
+
+def test_a_span_of_time_in_chinese_numerals_answers_a_how_long_question(transcript_engine):
+    ans = transcript_engine.ask("乘客候车时间缩短了多少分钟？")
+    assert ans.answerable, ans.answer
+    assert "缩短了三分钟" in ans.citations[0].highlight
+    # the figure must be in the sentence that matched: the page gives no count of buses
+    assert not transcript_engine.ask("公交调度中心有多少辆公交车？").answerable
