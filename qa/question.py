@@ -15,7 +15,7 @@ import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from .lexicon import chinese_words
+from .lexicon import PinyinIndex, chinese_words, english_words
 from .store import ENGLISH_STOP_WORDS, STOP_WORDS, split_words
 
 # The one definition of "English": fewer than half of the letters are Chinese characters.
@@ -77,6 +77,7 @@ class Word:
 
 
 RARE_SHARE = 0.05  # a word in under 5 % of passages singles a passage out
+SENSES_PER_WORD = 2  # an English word's Chinese senses that stand for it in a search
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,15 @@ class Question:
     words: tuple[Word, ...]  # content words (speaker names left out), question order
     many_speakers: bool  # 各位专家 / 三位专家 / all experts: one answer block per expert
     about_person: bool = False  # asks who someone is or where they work: a bio answers it
+
+    @property
+    def senses(self) -> tuple[str, ...]:
+        """The Chinese words the corpus uses for an English question's words, question
+        order, most used sense first: what the Chinese passages would say."""
+        if not self.english:
+            return ()
+        out = [f for w in self.words if w.passages for f in w.forms[:SENSES_PER_WORD]]
+        return tuple(dict.fromkeys(f for f in out if re.search(r"[\u4e00-\u9fff]", f)))
 
     @property
     def has_content(self) -> bool:
@@ -113,6 +123,9 @@ _ABOUT_PERSON = re.compile(
     re.I,
 )
 _NAME_SEP = r"[\s\-·.]*"
+# the pinyin of the corpus's words is read from its first characters only (~0.3 s per
+# 10,000): a name the page uses is nearly always there, and a large corpus stays cheap
+PINYIN_TEXT_LIMIT = 400_000
 _HONORIFIC_EN = r"(?:professor|prof\.?|mr\.?|mrs\.?|ms\.?|dr\.?|director|dean)"
 _HONORIFIC_ZH = "教授|副教授|老师|先生|女士|研究员|院长|副院长|所长|副所长|博士"
 
@@ -172,6 +185,13 @@ class Analyser:
         }
         self._pinyin_patterns = self._pinyin(self._name_syllables)
         self._surname_patterns = self._by_surname(self._name_syllables)
+        self._pinyin_index: PinyinIndex | None = None  # built on the first pinyin lookup
+
+    def pinyin_words(self, word: str) -> tuple[str, ...]:
+        """The corpus's Chinese words written ``word`` in pinyin (Yukuaiban → 渝快办)."""
+        if self._pinyin_index is None:
+            self._pinyin_index = PinyinIndex(self._text[:PINYIN_TEXT_LIMIT])
+        return self._pinyin_index.lookup(word)
 
     @staticmethod
     def _pinyin(names: dict[str, tuple[str, ...]]) -> list[tuple[re.Pattern, str]]:
@@ -237,6 +257,13 @@ class Analyser:
                 if not any(label in name or name in label for name in named)
             ]
             pairs = [(label, forms) for label, forms in pairs if forms]
+            # a word no dictionary knows may be a Chinese name in pinyin (Yukuaiban)
+            known = {w for label, _ in pairs for w in label.split()}
+            for w in dict.fromkeys(english_words(text)):
+                if w not in known and w not in ENGLISH_STOP_WORDS and not self._named(w, named):
+                    forms = self.pinyin_words(w)
+                    if forms:
+                        pairs.append((w, forms))
             # a mixed question (Tencent、Alibaba这些公司在重庆设立了什么？): its Chinese words too
             pairs += [
                 (w, (w,))
@@ -245,14 +272,27 @@ class Analyser:
             ]
         else:
             pairs = [(w, (w,)) for w in dict.fromkeys(_content_words(text, cut, named))]
+            # a Chinese question's word in pinyin (渝快办 written yukuaiban)
+            pairs = [
+                (w, self.pinyin_words(w) or forms)
+                if w.isascii() and w.isalpha() and not self._count(w)
+                else (w, forms)
+                for w, forms in pairs
+            ]
         words = []
         for label, forms in pairs:
-            count = max(self._count(f) for f in forms)
-            words.append(Word(label, tuple(forms), count, count / self._n))
+            counts = {f: self._count(f) for f in forms}
+            used = sorted((f for f in forms if counts[f]), key=lambda f: -counts[f])
+            count = max(counts.values())
+            words.append(Word(label, tuple(used or forms), count, count / self._n))
         # the parts of a word the corpus never uses (个人, 所得 of 个人所得税) are not
         # evidence: the whole word is what was asked about
         never = [w.label for w in words if not w.passages]
         return [w for w in words if not any(w.label != n and w.label in n for n in never)]
+
+    def _named(self, word: str, named: list[str]) -> bool:
+        """Is this English word part of a speaker's name the question used (Zhibing)?"""
+        return any(word in "".join(self._name_syllables.get(n, ())) for n in named)
 
     def _count(self, word: str) -> int:
         """Passages holding a word. A word the tokenizer does not keep whole (可支配收入,
