@@ -416,7 +416,7 @@ def _senses(phrase: list[str]) -> set[str]:
 def english_words(question: str) -> list[str]:
     """The question's English words, lower case: "R&D" → r and d, "top-level" → top level,
     "Chengdu-Chongqing" → chengdu chongqing, "5G" stays 5g."""
-    text = question.lower().replace("&", " and ")
+    text = re.sub(r"['’]s\b", " ", question.lower().replace("&", " and "))  # Cai's → cai
     return re.findall(r"[a-z]+|\d+[a-z]+\b", text)
 
 
@@ -432,8 +432,8 @@ def chinese_words(question: str, stop_words: frozenset[str]) -> dict[str, tuple[
         step = 1
         for n in range(min(MAX_DOMAIN_WORDS, len(words) - i), 0, -1):
             phrase = words[i : i + n]
-            if phrase[0] in skip or phrase[-1] in skip:
-                continue
+            if phrase[0] in skip or phrase[-1] in skip or phrase == [phrase[0][:1]]:
+                continue  # a lone letter (the e of e-government) is no word
             heads = _senses(phrase)
             if heads:
                 found[" ".join(phrase)] = tuple(sorted(heads))
