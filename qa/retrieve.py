@@ -245,7 +245,10 @@ class Retriever:
             )
         timings["keyword"] = (time.perf_counter() - t2) * 1000
 
-        kw_weight = cfg.keyword_weight_en if q.english else cfg.keyword_weight
+        # an English question about a person searches the name only (_keyword_terms), not
+        # dictionary senses: its keywords weigh as a Chinese question's do
+        senses = q.english and not q.about_person
+        kw_weight = cfg.keyword_weight_en if senses else cfg.keyword_weight
         views = [(cfg.dense_weight, dense), (kw_weight, keyword)]
         if q.english and cfg.verbatim_weight_en and q.senses:
             views.append((cfg.verbatim_weight_en, self._verbatim(q, dense, keyword)))
