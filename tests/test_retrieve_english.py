@@ -64,7 +64,7 @@ def test_a_word_in_pinyin_inside_a_chinese_question(analyse):
         ("Which new professions should be cultivated?", "新职业"),
         ("What should be done about personal information protection?", "个人信息保护"),
         ("How can IoT and cloud computing help pollution control?", "污染防治"),
-        ("What is the Chengdu-Chongqing twin-city economic circle expected to bring?", "双城经济圈"),
+        ("What will the Chengdu-Chongqing twin-city economic circle bring?", "双城经济圈"),
         ("What does Professor Lu say about the sharing economy?", "共享经济"),
         ("Which institute does Zhu Xusen work for?", "重庆社会科学院"),  # the bio line
     ],
