@@ -457,14 +457,17 @@ class PinyinIndex:
 
         self._runs: dict[tuple[str, ...], dict[str, int]] = {}
         syllables: set[str] = set()
-        for run in re.findall(r"[\u4e00-\u9fff]+", text):
+        runs: dict[str, int] = {}
+        for run in re.findall(r"[\u4e00-\u9fff]+", text):  # each distinct run read once
+            runs[run] = runs.get(run, 0) + 1
+        for run, times in runs.items():
             syl = [s.lower() for s in lazy_pinyin(run)]  # read in context: 重庆 chong qing
             syllables.update(syl)
             for n in range(2, self.MAX_SYLLABLES + 1):
                 for i in range(len(run) - n + 1):
                     seen = self._runs.setdefault(tuple(syl[i : i + n]), {})
                     word = run[i : i + n]
-                    seen[word] = seen.get(word, 0) + 1
+                    seen[word] = seen.get(word, 0) + times
         self._syllables = frozenset(s for s in syllables if s.isascii() and s.isalpha())
 
     def _splits(self, word: str) -> list[tuple[str, ...]]:

@@ -187,11 +187,16 @@ class Analyser:
         self._surname_patterns = self._by_surname(self._name_syllables)
         self._pinyin_index: PinyinIndex | None = None  # built on the first pinyin lookup
 
+    def pinyin_index(self) -> PinyinIndex:
+        """Read the corpus's words as pinyin once (~1 s per 100,000 characters); the app
+        does it at start-up, otherwise the first question with a pinyin word waits."""
+        if self._pinyin_index is None:  # two first questions may both build it: harmless
+            self._pinyin_index = PinyinIndex(self._text[:PINYIN_TEXT_LIMIT])
+        return self._pinyin_index
+
     def pinyin_words(self, word: str) -> tuple[str, ...]:
         """The corpus's Chinese words written ``word`` in pinyin (Yukuaiban → 渝快办)."""
-        if self._pinyin_index is None:
-            self._pinyin_index = PinyinIndex(self._text[:PINYIN_TEXT_LIMIT])
-        return self._pinyin_index.lookup(word)
+        return self.pinyin_index().lookup(word)
 
     @staticmethod
     def _pinyin(names: dict[str, tuple[str, ...]]) -> list[tuple[re.Pattern, str]]:
