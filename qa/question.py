@@ -254,36 +254,22 @@ class Analyser:
         return text, sorted(found, key=order.get)
 
     def _words(self, text: str, cut: list[str], english: bool, named: list[str]) -> list[Word]:
+        content = list(dict.fromkeys(_content_words(text, cut, named)))
         if english:
-            # a one-character sense (前, 头 for "top") matches everything: words only
-            pairs = [
-                (label, tuple(f for f in forms if len(f) > 1))
-                for label, forms in chinese_words(text, ENGLISH_STOP_WORDS).items()
-                if not any(label in name or name in label for name in named)
-            ]
-            pairs = [(label, forms) for label, forms in pairs if forms]
-            # a word no dictionary knows may be a Chinese name in pinyin (Yukuaiban)
-            known = {w for label, _ in pairs for w in label.split()}
-            for w in dict.fromkeys(english_words(text)):
-                if w not in known and w not in ENGLISH_STOP_WORDS and not self._named(w, named):
-                    forms = self.pinyin_words(w)
-                    if forms:
-                        pairs.append((w, forms))
+            pairs = self._english_pairs(text, named)
             # a mixed question (Tencent、Alibaba这些公司在重庆设立了什么？): its Chinese words too
-            pairs += [
-                (w, (w,))
-                for w in dict.fromkeys(_content_words(text, cut, named))
-                if re.search(r"[\u4e00-\u9fff]", w)
-            ]
+            pairs += [(w, (w,)) for w in content if re.search(r"[\u4e00-\u9fff]", w)]
         else:
-            pairs = [(w, (w,)) for w in dict.fromkeys(_content_words(text, cut, named))]
-            # a Chinese question's word in pinyin (渝快办 written yukuaiban)
-            pairs = [
-                (w, self.pinyin_words(w) or forms)
-                if w.isascii() and w.isalpha() and not self._count(w)
-                else (w, forms)
-                for w, forms in pairs
-            ]
+            # a Chinese question's English words the corpus does not use (Big data智能化企业,
+            # yukuaiban是什么) stand for their Chinese senses, in the question's order
+            foreign = [w for w in content if w.isascii() and w.isalpha() and not self._count(w)]
+            senses = self._english_pairs(" ".join(foreign), named) if foreign else []
+            phrase_of = {part: pair for pair in senses for part in pair[0].split()}
+            pairs = []
+            for w in content:
+                pair = phrase_of.get(w, (w, (w,))) if w in foreign else (w, (w,))
+                if pair not in pairs:
+                    pairs.append(pair)
         words = []
         for label, forms in pairs:
             counts = {f: self._count(f) for f in forms}
@@ -294,6 +280,48 @@ class Analyser:
         # evidence: the whole word is what was asked about
         never = [w.label for w in words if not w.passages]
         return [w for w in words if not any(w.label != n and w.label in n for n in never)]
+
+    def _english_pairs(self, text: str, named: list[str]) -> list[tuple[str, tuple[str, ...]]]:
+        """An English text's words and phrases with the Chinese words for them: the
+        dictionary's senses, then what no dictionary knows read as pinyin."""
+        # a one-character sense (前, 头 for "top") matches everything: words only
+        pairs = [
+            (label, tuple(f for f in forms if len(f) > 1))
+            for label, forms in chinese_words(text, ENGLISH_STOP_WORDS).items()
+            if not any(label in name or name in label for name in named)
+        ]
+        pairs = [(label, forms) for label, forms in pairs if forms]
+        known = {w for label, _ in pairs for w in label.split()}
+        read = self._pinyin_pairs(english_words(text), known, named)
+        # a dictionary word inside a name in pinyin (the ban of Yu Kuai Ban) is the name's
+        covered = {w for label, _ in read for w in label.split()}
+        return [p for p in pairs if not set(p[0].split()) <= covered] + read
+
+    def _pinyin_pairs(
+        self, words: list[str], known: set[str], named: list[str]
+    ) -> list[tuple[str, tuple[str, ...]]]:
+        """Runs of words starting with one no dictionary knows, read as the corpus's words
+        in pinyin: Yukuaiban → 渝快办, Liang Jiang → 两江, Yu Kuai Ban (up to four words)."""
+
+        def word(w: str) -> bool:
+            return w.isalpha() and w not in ENGLISH_STOP_WORDS and not self._named(w, named)
+
+        out = []
+        i = 0
+        while i < len(words):
+            step = 1
+            n = 0
+            if words[i] not in known:
+                while n < 4 and i + n < len(words) and word(words[i + n]):
+                    n += 1
+            for size in range(n, 0, -1):
+                forms = self.pinyin_words("".join(words[i : i + size]))
+                if forms:
+                    out.append((" ".join(words[i : i + size]), forms))
+                    step = size
+                    break
+            i += step
+        return list(dict.fromkeys(out))
 
     def _named(self, word: str, named: list[str]) -> bool:
         """Is this English word part of a speaker's name the question used (Zhibing)?"""

@@ -52,6 +52,26 @@ def test_a_word_in_pinyin_inside_a_chinese_question(analyse):
     assert [w.forms for w in q.words if w.label == "yukuaiban"] == [("渝快办",)]
 
 
+def test_a_name_in_pinyin_written_as_several_words(analyse):
+    q = analyse("What did Cai Zhibing say about the Yu Kuai Ban platform?")
+    forms = {w.label: w.forms for w in q.words}
+    assert forms["yu kuai ban"] == ("渝快办",)
+    assert "ban" not in forms  # not the dictionary's 禁令: part of the name
+    assert {w.label: w.forms for w in analyse("Liang Jiang智慧体验园在哪里？").words}[
+        "liang jiang"
+    ] == ("两江",)
+
+
+def test_english_words_in_a_chinese_question_stand_for_their_senses(analyse):
+    q = analyse("Big data智能化企业在重庆有多少家？")
+    assert not q.english
+    assert [(w.label, w.forms) for w in q.words][:2] == [
+        ("big data", ("大数据",)),
+        ("智能化", ("智能化",)),
+    ]
+    assert all(w.passages for w in q.words)  # big, data: not words the corpus never uses
+
+
 @pytest.mark.parametrize(
     ("question", "phrase"),
     [
