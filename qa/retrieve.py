@@ -252,6 +252,8 @@ class Retriever:
         for row in sorted(fused, key=fused.get, reverse=True):
             by_turn.setdefault(self.store.passages[row].turn_id, []).append(row)
         t3 = time.perf_counter()
+        index = self.store.sentences
+        sentences = index.of_turns(list(by_turn)) if index is not None else {}
         hits = []
         for turn_id, rows in by_turn.items():
             best = rows[0]
@@ -264,7 +266,7 @@ class Retriever:
                     dense=max((dense_of.get(r, 0.0) for r in rows), default=0.0),
                     keyword=max((keyword_of.get(r, 0.0) for r in rows), default=0.0),
                     passage_scores={self.store.passages[r].id: fused[r] for r in rows},
-                    sentences=self._sentences(q, turn, qvec),
+                    sentences=self._sentences(q, turn, qvec, sentences.get(turn_id)),
                 )
             )
         sentence_weight = cfg.sentence_weight_en if q.english else cfg.sentence_weight
@@ -293,19 +295,25 @@ class Retriever:
             for h, b in zip(hits, best, strict=True)
         ]
 
-    def _sentences(self, q: Question, turn: Turn, qvec: np.ndarray | None) -> tuple[Sentence, ...]:
-        """The turn's sentences scored against the question, best first."""
-        index = self.store.sentences
-        rows = index.rows.get(turn.id) if index is not None else None
-        if rows is None or not len(rows):
+    def _sentences(
+        self,
+        q: Question,
+        turn: Turn,
+        qvec: np.ndarray | None,
+        found: tuple[np.ndarray, np.ndarray] | None,
+    ) -> tuple[Sentence, ...]:
+        """The turn's sentences (``found``: spans and vectors, from the store's
+        ``sentences.of_turns``) scored against the question, best first."""
+        if found is None:
             return ()
-        cos = index.vectors[rows] @ qvec if qvec is not None else np.zeros(len(rows))
+        spans, vectors = found
+        cos = vectors @ qvec if qvec is not None else np.zeros(len(spans))
         n = len(self.store)
         cfg = self.config
         weight = cfg.sentence_keyword_weight_en if q.english else cfg.sentence_keyword_weight
         out = []
-        for row, c in zip(rows, cos, strict=True):
-            a, b = (int(x) for x in index.spans[row])
+        for span, c in zip(spans, cos, strict=True):
+            a, b = (int(x) for x in span)
             kw = word_share(q, turn.text[a:b], n)
             out.append(
                 Sentence(a, b, float(c), kw, float(c) + weight * kw)
