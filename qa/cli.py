@@ -90,7 +90,9 @@ def cmd_index(args: argparse.Namespace) -> int:
 
     corpus = args.corpus or settings().corpus
     index = args.index or settings().index
-    where = (args.store or settings().store).strip()
+    from .milvus_store import store_setting
+
+    where = store_setting(args.store)
     if where != "faiss":
         return _index_milvus(where, corpus, args.model)
     check_buildable(index)  # a wrong --index fails now, not after loading the model

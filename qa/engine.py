@@ -32,6 +32,7 @@ from .embed import Embedder, load_embedder, model_setting
 from .errors import BadQuestion, IndexProblem, IndexUnwritable, QAError
 from .evidence import MODEL_FILE as EVIDENCE_MODEL
 from .evidence import Model, decide
+from .milvus_store import store_setting
 from .retrieve import MODES, RetrieveConfig, Retriever
 from .settings import settings
 from .types import Answer, Passage, Progress, Turn, say, section_path
@@ -287,7 +288,7 @@ class Engine:
         corpus_dir = Path(corpus) if corpus else default_corpus()
         index_dir = Path(index) if index else settings().index
         setting = model_setting(model)
-        where = (store or settings().store).strip()
+        where = store_setting(store)
         if where != "faiss":
             return cls._open_milvus(where, corpus_dir, index_dir, setting, progress)
         files = read_corpus(corpus_dir)

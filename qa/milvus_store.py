@@ -1153,7 +1153,7 @@ class MilvusStore:
             self.client.delete(self.meta_name, ids=drop[i : i + BATCH])
 
     def drop(self) -> None:
-        """Delete this index: both aliases and the collections they name."""
+        """Delete this index: its three aliases and the collections they name."""
         for alias in self._names():
             target = self._alias_target(alias)
             if target is not None:
