@@ -1182,7 +1182,13 @@ def sync(
     when there is none or the model, passage recipe or tokenizer changed; otherwise only
     the added, changed and removed files are embedded and written. Returns the store to
     serve (``served`` itself when nothing changed, else a changed snapshot of it, so the
-    caller swaps it in whole) and what changed, a line per file."""
+    caller swaps it in whole) and what changed, a line per file. A failing Milvus is one
+    IndexProblem line; the served store is never changed in place."""
+    with _milvus_errors(uri):
+        return _sync(uri, files, embedder, progress, served)
+
+
+def _sync(uri, files, embedder, progress, served) -> tuple[MilvusStore, list[str]]:
     from .corpus import corpus_fingerprint
     from .engine import index_pieces, passage_settings
 
