@@ -324,6 +324,9 @@ class MilvusStore:
     re-reads the records after another process changed the collection.
     """
 
+    # the retriever passes speaker/section filters (not a row mask): Milvus filters on them
+    filters_by_field = True
+
     def __init__(self, uri: str, name: str = DEFAULT_COLLECTION, client=None):
         """Connect (nothing read yet): ``build`` a new index or ``refresh`` from one."""
         self.client = client if client is not None else connect(uri)

@@ -183,6 +183,14 @@ class Retriever:
             mask = sec if mask is None else mask & sec
         return mask
 
+    def _where(self, mask: np.ndarray | None, speakers: list[str], section: str | None) -> dict:
+        """The filter as the store takes it: the row mask for the index folder; speaker
+        and section for a store that filters on those fields itself (Milvus: a list of
+        rows would not scale to an archive)."""
+        if mask is None or not getattr(self.store, "filters_by_field", False):
+            return {"allowed": mask}
+        return {"allowed": None, "speakers": speakers or None, "section": section or None}
+
     def _keyword_terms(self, q: Question, narrowed_to: list[str]) -> list[str]:
         """The question's search terms; for an English question also the Chinese senses
         of its words that the corpus uses (measured on the dev split: off is better)."""
@@ -214,8 +222,10 @@ class Retriever:
         timings: dict[str, float] = {}
         named = [speaker] if speaker else list(q.speakers)
         mask = self._mask(named, section)
-        if mask is not None and not mask.any():
-            mask = self._mask([], section) if named and not speaker else mask
+        kept = named  # the speakers the mask keeps
+        if mask is not None and not mask.any() and named and not speaker:
+            mask, kept = self._mask([], section), []
+        where = self._where(mask, kept, section)
 
         dense: Ranked = []
         keyword: Ranked = []
@@ -227,13 +237,15 @@ class Retriever:
             qvec = self.embedder.embed_query(text)
             timings["embed"] = (time.perf_counter() - t0) * 1000
             t1 = time.perf_counter()
-            dense = self.store.dense_search(qvec, cfg.candidates, mask)
+            dense = self.store.dense_search(qvec, cfg.candidates, **where)
             timings["dense"] = (time.perf_counter() - t1) * 1000
         t2 = time.perf_counter()
         if mode in ("hybrid", "keyword"):
             keyword = self.store.keyword_search(
-                q.text, cfg.candidates, mask,
+                q.text,
+                cfg.candidates,
                 terms=self._keyword_terms(q, named if mask is not None else []),
+                **where,
             )
         timings["keyword"] = (time.perf_counter() - t2) * 1000
 

@@ -249,6 +249,28 @@ def test_retriever_works_unchanged_on_the_milvus_store(milvus, reference, embedd
             assert y.sentences, question
 
 
+def test_retriever_filters_by_field_in_milvus(milvus, reference, embedder, monkeypatch):
+    """Speaker and section filters reach Milvus as fields, never as a list of rows (which
+    would not scale: no row list is allowed here), with the folder's results."""
+    import qa.milvus_store
+
+    monkeypatch.setattr(qa.milvus_store, "FILTER_IN_LIMIT", 0)
+    on_faiss = Retriever(reference, embedder, RetrieveConfig())
+    on_milvus = Retriever(milvus, embedder, RetrieveConfig())
+    section = next(t.section[-1] for t in milvus.turns.values() if t.section)
+    cases = [("智慧城市建设的本质是什么？", "朱旭森", None), ("数字经济", None, section),
+             ("朱旭森怎么看智慧城市？", None, None), ("老年人", "卢阳春", section),
+             ("智慧城市", "卢阳春", "no such section")]  # fmt: skip
+    for question, speaker, where in cases:
+        for mode in ("hybrid", "keyword", "dense"):
+            a = on_faiss.search(question, speaker=speaker, section=where, mode=mode)
+            b = on_milvus.search(question, speaker=speaker, section=where, mode=mode)
+            assert [h.turn.id for h in b.hits] == [h.turn.id for h in a.hits], (question, mode)
+    with pytest.raises(IndexProblem, match="too long"):  # a row list is refused here
+        milvus.dense_search(embedder.embed_query("x"), 3, np.ones(len(milvus), dtype=bool) & (
+            np.arange(len(milvus)) > 0))  # fmt: skip
+
+
 def test_sentences_are_the_folders(milvus, reference):
     """The sentence-level evidence lives in Milvus (a sentences collection) and reads
     back as the folder's sentences.npz, fetched by turn id."""
