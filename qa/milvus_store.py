@@ -459,6 +459,12 @@ class MilvusStore:
         finally:
             iterator.close()
 
+    def _select(self, collection: str, expr: str, fields: list[str]) -> list[dict]:
+        """The rows of one file (usually far fewer than a query's limit): one query, and
+        the iterator only when they fill it (an iterator costs a round trip to set up)."""
+        rows = self.client.query(collection, filter=expr, output_fields=fields, limit=MAX_LIMIT)
+        return rows if len(rows) < MAX_LIMIT else list(self._iterate(collection, expr, fields))
+
     def _meta_value(self, key: str) -> dict | None:
         with _milvus_errors(self.uri):
             rows = self.client.query(
@@ -1117,15 +1123,15 @@ class MilvusStore:
 
     def _count(self, collection: str, expr: str) -> int:
         """How many rows match (for the manifest's counts)."""
-        return sum(1 for _ in self._iterate(collection, expr, ["pk"]))
+        return len(self._select(collection, expr, ["pk"]))
 
     def _file_contents(self, source: str) -> tuple[list[list[str]], set[str]]:
         """The tokens of a file's indexed passages and its turn ids, as stored now."""
-        rows = self._iterate(self.name, f"source == {quote(source)}", ["keywords"])
+        rows = self._select(self.name, f"source == {quote(source)}", ["keywords"])
         tokens = [tokenize(r["keywords"]) for r in rows]
         turns = {
             r["key"][5:]
-            for r in self._iterate(
+            for r in self._select(
                 self.meta_name, f'kind == "turn" and source == {quote(source)}', ["key"]
             )
         }
