@@ -92,7 +92,8 @@ _EMPTY_TERM = 0xFFFFFFFE  # a passage without terms still needs one nonzero spar
 
 def store_setting(explicit: str | None = None) -> str:
     """--store, else env QA_STORE, else "faiss" (the index folder)."""
-    return (explicit or settings().store).strip()
+    value = (explicit or settings().store).strip()
+    return "faiss" if value.lower() == "faiss" else value
 
 
 def is_milvus(setting: str) -> bool:

@@ -508,6 +508,7 @@ def test_store_setting(monkeypatch):
     monkeypatch.setenv("QA_STORE", "/data/qa.db")
     assert store_setting() == "/data/qa.db" and is_milvus(store_setting())
     assert store_setting("http://milvus:19530") == "http://milvus:19530"
+    assert store_setting(" FAISS ") == "faiss"
     assert is_milvus("https://milvus.example:443")
 
 
