@@ -34,12 +34,14 @@ def _warm_up() -> None:
 
 
 def _after_chat(app, t0: float) -> None:
-    """Say when the chat pages are up; then load the English–Chinese dictionary (~1 s):
-    only an English question needs it, and that one waits on its lock meanwhile."""
+    """Say when the chat pages are up; then load the English–Chinese dictionary (~1 s)
+    and read the corpus as pinyin: only an English or pinyin question needs them, and
+    that one waits on the dictionary's lock meanwhile."""
     from qa import lexicon
 
     _progress(f"chat pages {app.state.chat} in {time.perf_counter() - t0:.1f} s")
     lexicon.dictionary()
+    app.state.engine.retriever.analyse.pinyin_index()
 
 
 def parser() -> argparse.ArgumentParser:

@@ -15,7 +15,7 @@ import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from .lexicon import chinese_words
+from .lexicon import PinyinIndex, chinese_words, english_words
 from .store import ENGLISH_STOP_WORDS, STOP_WORDS, split_words
 
 # The one definition of "English": fewer than half of the letters are Chinese characters.
@@ -77,6 +77,7 @@ class Word:
 
 
 RARE_SHARE = 0.05  # a word in under 5 % of passages singles a passage out
+SENSES_PER_WORD = 2  # an English word's Chinese senses that stand for it in a search
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,15 @@ class Question:
     words: tuple[Word, ...]  # content words (speaker names left out), question order
     many_speakers: bool  # 各位专家 / 三位专家 / all experts: one answer block per expert
     about_person: bool = False  # asks who someone is or where they work: a bio answers it
+
+    @property
+    def senses(self) -> tuple[str, ...]:
+        """The Chinese words the corpus uses for an English question's words, question
+        order, most used sense first: what the Chinese passages would say."""
+        if not self.english:
+            return ()
+        out = [f for w in self.words if w.passages for f in w.forms[:SENSES_PER_WORD]]
+        return tuple(dict.fromkeys(f for f in out if re.search(r"[\u4e00-\u9fff]", f)))
 
     @property
     def has_content(self) -> bool:
@@ -113,6 +123,9 @@ _ABOUT_PERSON = re.compile(
     re.I,
 )
 _NAME_SEP = r"[\s\-·.]*"
+# the pinyin of the corpus's words is read from its first characters only (~0.3 s per
+# 10,000): a name the page uses is nearly always there, and a large corpus stays cheap
+PINYIN_TEXT_LIMIT = 400_000
 _HONORIFIC_EN = r"(?:professor|prof\.?|mr\.?|mrs\.?|ms\.?|dr\.?|director|dean)"
 _HONORIFIC_ZH = "教授|副教授|老师|先生|女士|研究员|院长|副院长|所长|副所长|博士"
 
@@ -172,6 +185,18 @@ class Analyser:
         }
         self._pinyin_patterns = self._pinyin(self._name_syllables)
         self._surname_patterns = self._by_surname(self._name_syllables)
+        self._pinyin_index: PinyinIndex | None = None  # built on the first pinyin lookup
+
+    def pinyin_index(self) -> PinyinIndex:
+        """Read the corpus's words as pinyin once (~1 s per 100,000 characters); the app
+        does it at start-up, otherwise the first question with a pinyin word waits."""
+        if self._pinyin_index is None:  # two first questions may both build it: harmless
+            self._pinyin_index = PinyinIndex(self._text[:PINYIN_TEXT_LIMIT])
+        return self._pinyin_index
+
+    def pinyin_words(self, word: str) -> tuple[str, ...]:
+        """The corpus's Chinese words written ``word`` in pinyin (Yukuaiban → 渝快办)."""
+        return self.pinyin_index().lookup(word)
 
     @staticmethod
     def _pinyin(names: dict[str, tuple[str, ...]]) -> list[tuple[re.Pattern, str]]:
@@ -229,30 +254,78 @@ class Analyser:
         return text, sorted(found, key=order.get)
 
     def _words(self, text: str, cut: list[str], english: bool, named: list[str]) -> list[Word]:
+        content = list(dict.fromkeys(_content_words(text, cut, named)))
         if english:
-            # a one-character sense (前, 头 for "top") matches everything: words only
-            pairs = [
-                (label, tuple(f for f in forms if len(f) > 1))
-                for label, forms in chinese_words(text, ENGLISH_STOP_WORDS).items()
-                if not any(label in name or name in label for name in named)
-            ]
-            pairs = [(label, forms) for label, forms in pairs if forms]
+            pairs = self._english_pairs(text, named)
             # a mixed question (Tencent、Alibaba这些公司在重庆设立了什么？): its Chinese words too
-            pairs += [
-                (w, (w,))
-                for w in dict.fromkeys(_content_words(text, cut, named))
-                if re.search(r"[\u4e00-\u9fff]", w)
-            ]
+            pairs += [(w, (w,)) for w in content if re.search(r"[\u4e00-\u9fff]", w)]
         else:
-            pairs = [(w, (w,)) for w in dict.fromkeys(_content_words(text, cut, named))]
+            # a Chinese question's English words the corpus does not use (Big data智能化企业,
+            # yukuaiban是什么) stand for their Chinese senses, in the question's order
+            foreign = [w for w in content if w.isascii() and w.isalpha() and not self._count(w)]
+            senses = self._english_pairs(" ".join(foreign), named) if foreign else []
+            phrase_of = {part: pair for pair in senses for part in pair[0].split()}
+            pairs = []
+            for w in content:
+                pair = phrase_of.get(w, (w, (w,))) if w in foreign else (w, (w,))
+                if pair not in pairs:
+                    pairs.append(pair)
         words = []
         for label, forms in pairs:
-            count = max(self._count(f) for f in forms)
-            words.append(Word(label, tuple(forms), count, count / self._n))
+            counts = {f: self._count(f) for f in forms}
+            used = sorted((f for f in forms if counts[f]), key=lambda f: -counts[f])
+            count = max(counts.values())
+            words.append(Word(label, tuple(used or forms), count, count / self._n))
         # the parts of a word the corpus never uses (个人, 所得 of 个人所得税) are not
         # evidence: the whole word is what was asked about
         never = [w.label for w in words if not w.passages]
         return [w for w in words if not any(w.label != n and w.label in n for n in never)]
+
+    def _english_pairs(self, text: str, named: list[str]) -> list[tuple[str, tuple[str, ...]]]:
+        """An English text's words and phrases with the Chinese words for them: the
+        dictionary's senses, then what no dictionary knows read as pinyin."""
+        # a one-character sense (前, 头 for "top") matches everything: words only
+        pairs = [
+            (label, tuple(f for f in forms if len(f) > 1))
+            for label, forms in chinese_words(text, ENGLISH_STOP_WORDS).items()
+            if not any(label in name or name in label for name in named)
+        ]
+        pairs = [(label, forms) for label, forms in pairs if forms]
+        known = {w for label, _ in pairs for w in label.split()}
+        read = self._pinyin_pairs(english_words(text), known, named)
+        # a dictionary word inside a name in pinyin (the ban of Yu Kuai Ban) is the name's
+        covered = {w for label, _ in read for w in label.split()}
+        return [p for p in pairs if not set(p[0].split()) <= covered] + read
+
+    def _pinyin_pairs(
+        self, words: list[str], known: set[str], named: list[str]
+    ) -> list[tuple[str, tuple[str, ...]]]:
+        """Runs of words starting with one no dictionary knows, read as the corpus's words
+        in pinyin: Yukuaiban → 渝快办, Liang Jiang → 两江, Yu Kuai Ban (up to four words)."""
+
+        def word(w: str) -> bool:
+            return w.isalpha() and w not in ENGLISH_STOP_WORDS and not self._named(w, named)
+
+        out = []
+        i = 0
+        while i < len(words):
+            step = 1
+            n = 0
+            if words[i] not in known:
+                while n < 4 and i + n < len(words) and word(words[i + n]):
+                    n += 1
+            for size in range(n, 0, -1):
+                forms = self.pinyin_words("".join(words[i : i + size]))
+                if forms:
+                    out.append((" ".join(words[i : i + size]), forms))
+                    step = size
+                    break
+            i += step
+        return list(dict.fromkeys(out))
+
+    def _named(self, word: str, named: list[str]) -> bool:
+        """Is this English word part of a speaker's name the question used (Zhibing)?"""
+        return any(word in "".join(self._name_syllables.get(n, ())) for n in named)
 
     def _count(self, word: str) -> int:
         """Passages holding a word. A word the tokenizer does not keep whole (可支配收入,

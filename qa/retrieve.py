@@ -33,7 +33,7 @@ class RetrieveConfig:
     rrf_k: int = 60  # reciprocal-rank-fusion damping
     dense_weight: float = 1.0
     keyword_weight: float = 0.7
-    keyword_weight_en: float = 0.7  # an English question's keywords are dictionary senses
+    keyword_weight_en: float = 0.5  # an English question's keywords are dictionary senses
     # A passage holding the interviewer's question (qa.chunk) is the same for every expert
     # who answered it, so it cannot tell their answers apart: it counts for less than a
     # passage in the expert's own words. Measured on eval/gold.jsonl (hit@1 / hit@5 / MRR):
@@ -46,15 +46,21 @@ class RetrieveConfig:
     bio_weight_en: float = 0.8  # dev split, English: hit@1 same, speaker@1 0.833 → 0.867
     # An English question shares no words with the Chinese passages; its words' Chinese
     # senses that the corpus uses join the keyword search.
-    english_keywords: bool = False
+    english_keywords: bool = True
+    # ...and the candidates are ranked by the rarity-weighted share of its words whose
+    # Chinese forms they hold verbatim (a compound jieba splits, 小康社会, still counts)
+    verbatim_weight_en: float = 0.5
+    # An English question is embedded with its words' Chinese senses after it: the model
+    # matches English to Chinese only loosely, Chinese to Chinese well
+    embed_senses: bool = True
     # A question naming a speaker is embedded once: its topic alone (the search is already
     # narrowed to the speaker), not the whole question and the topic.
     embed_topic: bool = True
-    # sentence score = cosine + this × rarity-weighted share of the question's words in it;
-    # an English question's words are dictionary senses, a looser match: they weigh less
+    # sentence score = cosine + this × rarity-weighted share of the question's words in it
     sentence_keyword_weight: float = 0.3
-    sentence_keyword_weight_en: float = 0.0  # dev, English: highlight 0.467 → 0.433, but the
-    # dictionary senses pulled "top-level planning" to another sentence (issue #13 example)
+    # dev, English: highlight 22 → 25 of 30 at 0.3 (0.5 the same), now that an English
+    # word's senses are only those the corpus uses (at 0.0 when they were all of CC-CEDICT's)
+    sentence_keyword_weight_en: float = 0.3
     # turn score += this × its best sentence's cosine, scaled among the candidates
     sentence_weight: float = 0.0  # dev split, Chinese: 0.5 lowers hit@1 0.963 → 0.939
     sentence_weight_en: float = 0.5  # dev split, English: speaker@1 0.867 → 0.900, hit@1 same
@@ -234,6 +240,8 @@ class Retriever:
         if mode in ("hybrid", "dense"):
             narrowed = mask is not None and bool(named)
             text = q.topic if (cfg.embed_topic and narrowed) else q.text
+            if cfg.embed_senses and q.senses:
+                text = f"{text} {' '.join(q.senses)}"
             qvec = self.embedder.embed_query(text)
             timings["embed"] = (time.perf_counter() - t0) * 1000
             t1 = time.perf_counter()
@@ -249,8 +257,14 @@ class Retriever:
             )
         timings["keyword"] = (time.perf_counter() - t2) * 1000
 
-        kw_weight = cfg.keyword_weight_en if q.english else cfg.keyword_weight
-        fused = _fuse([(cfg.dense_weight, dense), (kw_weight, keyword)], cfg)
+        # an English question about a person searches the name only (_keyword_terms), not
+        # dictionary senses: its keywords weigh as a Chinese question's do
+        senses = q.english and not q.about_person
+        kw_weight = cfg.keyword_weight_en if senses else cfg.keyword_weight
+        views = [(cfg.dense_weight, dense), (kw_weight, keyword)]
+        if q.english and cfg.verbatim_weight_en and q.senses:
+            views.append((cfg.verbatim_weight_en, self._verbatim(q, dense, keyword)))
+        fused = _fuse(views, cfg)
         for row in self._question_rows & fused.keys():
             fused[row] *= cfg.question_passage_weight
         bio_weight = cfg.bio_weight_en if q.english else cfg.bio_weight
@@ -295,6 +309,14 @@ class Retriever:
             timings_ms=timings,
             dense_peak=dense[0][1] - float(np.mean([s for _, s in dense])) if dense else 0.0,
         )
+
+    def _verbatim(self, q: Question, *ranked: Ranked) -> Ranked:
+        """The candidates holding an English question's words in Chinese, verbatim, by
+        the rarity-weighted share of its words they hold (best first, none = left out)."""
+        rows = {row for r in ranked for row, _ in r}
+        n = len(self.store)
+        out = [(row, word_share(q, self.store.passages[row].text, n)) for row in rows]
+        return sorted(((r, s) for r, s in out if s > 0), key=lambda x: (-x[1], x[0]))
 
     def _with_sentence_scores(self, hits: list[Hit], w: float) -> list[Hit]:
         """Each turn loses up to ``w`` for how far its best sentence's cosine is behind the
