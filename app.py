@@ -1,6 +1,6 @@
 """Start the web app: chat at /, JSON API at /api, widget at /widget.js (`make run`).
 
-    python app.py [--host H] [--port P] [--corpus DIR] [--index DIR] [--model NAME]
+    python app.py [--host H] [--port P] [--corpus DIR] [--index DIR] [--store S] [--model NAME]
 
 Host and port default to Gradio's own GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, else
 127.0.0.1:7860: nothing listens beyond this machine unless asked. The index is built
@@ -61,6 +61,11 @@ def parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--corpus", type=Path, default=None, help="corpus folder (env QA_CORPUS)")
     ap.add_argument("--index", type=Path, default=None, help="index folder (env QA_INDEX)")
+    ap.add_argument(
+        "--store", default=None,
+        help="where the index lives (env QA_STORE): faiss (default, the --index folder), "
+        "a Milvus Lite file *.db, or a Milvus server http(s)://host:port",
+    )  # fmt: skip
     ap.add_argument("--model", default=None, help="sentence model (env QA_EMBED_MODEL)")
     ap.add_argument(
         "--feedback",
@@ -89,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     from qa.errors import QAError
 
     try:
-        engine = Engine.open(args.corpus, args.index, args.model, progress=_progress)
+        engine = Engine.open(
+            args.corpus, args.index, args.model, progress=_progress, store=args.store
+        )
     except QAError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

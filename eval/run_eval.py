@@ -1,7 +1,7 @@
 """Evaluate retrieval on a gold set: hybrid vs dense vs BM25 vs the naive LangChain pipeline.
 
     python eval/run_eval.py [--configs hybrid] [--gold FILE] [--negatives FILE] [--k 5]
-                            [--out DIR] [--index DIR] [--model NAME]
+                            [--out DIR] [--index DIR] [--store S] [--model NAME]
 
 The gold set carries a fixed dev/test split (eval/split.py): tune on dev, report test.
 Prints, per split, a table of the configurations, the dev−test gap in hit@1, the generated
@@ -163,6 +163,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--corpus", type=Path, default=None, help="corpus folder (engine default)")
     ap.add_argument("--index", type=Path, default=None, help="index folder (engine default)")
+    ap.add_argument(
+        "--store", default=None,
+        help="faiss (default), a Milvus Lite *.db or http(s)://host:port (env QA_STORE)",
+    )  # fmt: skip
     ap.add_argument("--model", default=None, help="embedding model (engine default)")
     ap.add_argument(
         "--configs",
@@ -221,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     from qa.errors import QAError
 
     try:
-        engine = Engine.open(args.corpus, args.index, args.model, progress=log)
+        engine = Engine.open(args.corpus, args.index, args.model, progress=log, store=args.store)
     except QAError as exc:
         log(f"error: {exc}")
         return 2
@@ -268,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         "negatives": str(args.negatives) if args.negatives else None,
         "k": args.k,
         "model": engine.embedder.name,
-        "index": str(engine.index_dir),
+        "index": engine.milvus or str(engine.index_dir),
         "n_questions": len(items),
         "n_unanswerable": sum(i.unanswerable for i in items),
         "n_split": {s: sum(i.split == s for i in items) for s in SPLITS},

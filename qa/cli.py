@@ -25,6 +25,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--corpus", type=Path, default=None, help="corpus folder (env QA_CORPUS)")
     p.add_argument("--index", type=Path, default=None, help="index folder (env QA_INDEX)")
     p.add_argument(
+        "--store", default=None,
+        help="where the index lives (env QA_STORE): faiss (default, the --index folder), "
+        "a Milvus Lite file *.db, or a Milvus server http(s)://host:port",
+    )  # fmt: skip
+    p.add_argument(
         "--model",
         default=None,
         help="sentence-transformers id or folder (env QA_EMBED_MODEL); "
@@ -67,7 +72,7 @@ def parser() -> argparse.ArgumentParser:
 def _open(args: argparse.Namespace):
     from .engine import Engine
 
-    return Engine.open(args.corpus, args.index, args.model, progress=_progress)
+    return Engine.open(args.corpus, args.index, args.model, progress=_progress, store=args.store)
 
 
 def cmd_prepare_model(args: argparse.Namespace) -> int:
@@ -85,6 +90,11 @@ def cmd_index(args: argparse.Namespace) -> int:
 
     corpus = args.corpus or settings().corpus
     index = args.index or settings().index
+    from .milvus_store import store_setting
+
+    where = store_setting(args.store)
+    if where != "faiss":
+        return _index_milvus(where, corpus, args.model)
     check_buildable(index)  # a wrong --index fails now, not after loading the model
     embedder = load_embedder(model_setting(args.model), progress=_progress)
     built = build(corpus, index, embedder, progress=_progress)
@@ -94,6 +104,28 @@ def cmd_index(args: argparse.Namespace) -> int:
     print(
         f"files: {files}  turns: {len(turns)}  passages: {len(built.passages)}  "
         f"speakers: {len(speakers)} ({', '.join(sorted(speakers))})"
+    )
+    return 0
+
+
+def _index_milvus(uri: str, corpus: Path, model: str | None) -> int:
+    """`qa index --store <milvus>`: write only what changed since the last run (a whole
+    build the first time, or when the model or passage recipe changed) and say what."""
+    from . import milvus_store
+    from .corpus import read_corpus
+    from .embed import load_embedder, model_setting
+
+    milvus_store.connect(uri).close()  # a wrong --store fails now, not after the model
+    files = read_corpus(corpus)
+    embedder = load_embedder(model_setting(model), progress=_progress)
+    store, changes = milvus_store.sync(uri, files, embedder, progress=_progress)
+    for line in changes or ["unchanged: the index matches the corpus"]:
+        print(line)
+    speakers = {t.speaker for t in store.turns.values() if t.speaker}
+    print(
+        f"files: {len(store.manifest.get('corpus', {}))}  turns: {len(store.turns)}  "
+        f"passages: {len(store)}  speakers: {len(speakers)} ({', '.join(sorted(speakers))})  "
+        f"store: {uri}"
     )
     return 0
 

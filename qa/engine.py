@@ -32,9 +32,10 @@ from .embed import Embedder, load_embedder, model_setting
 from .errors import BadQuestion, IndexProblem, IndexUnwritable, QAError
 from .evidence import MODEL_FILE as EVIDENCE_MODEL
 from .evidence import Model, decide
+from .milvus_store import store_setting
 from .retrieve import MODES, RetrieveConfig, Retriever
 from .settings import settings
-from .types import Answer, Passage, Progress, Turn, section_path
+from .types import Answer, Passage, Progress, Turn, say, section_path
 
 MAX_QUESTION_CHARS = 2000
 MAX_K = 20
@@ -104,6 +105,49 @@ def clean_question(text: object) -> str:
     return kept
 
 
+@dataclass(frozen=True)
+class IndexPieces:
+    """What a store writes for some corpus files: parse → chunk → embed, done once here
+    for both stores (the FAISS folder and Milvus, which also takes one file at a time)."""
+
+    turns: list[Turn]  # the turns that have passages
+    passages: list[Passage]
+    vectors: np.ndarray
+    keyword_texts: list[str]
+    sentences: store_mod.SentenceIndex
+
+
+def index_pieces(
+    files: list[tuple[str, str]], embedder: Embedder, progress: Progress = print
+) -> IndexPieces:
+    """Parse, chunk and embed these (source, text) files (passages and sentences)."""
+    turns = [t for source, text in files for t in parse_text(text, source)]
+    passages = chunk.chunk_turns(turns, chunk.ChunkConfig())
+    speakers = {t.speaker for t in turns if t.speaker}
+    say(
+        progress,
+        f"parsed {len(files)} file(s): {len(turns)} turns, {len(passages)} passages, "
+        f"{len(speakers)} speakers",
+    )
+    turn_by_id = {t.id: t for t in turns}
+    texts = [chunk.embedding_text(turn_by_id[p.turn_id], p) for p in passages]
+    # jieba loads its dictionary on first use (a second or more): let it do so while the
+    # embedding workers run, rather than after them
+    warm = threading.Thread(target=store_mod.tokenize, args=("智慧城市",), daemon=True)
+    warm.start()
+    vectors = embedder.embed_passages(texts, progress=progress)
+    warm.join()
+    with_passages = {p.turn_id for p in passages}
+    indexed_turns = [t for t in turns if t.id in with_passages]
+    return IndexPieces(
+        indexed_turns,
+        passages,
+        vectors,
+        [keyword_text(turn_by_id[p.turn_id], p) for p in passages],
+        embed_sentences(indexed_turns, embedder, progress),
+    )
+
+
 def build(
     corpus: Path,
     index: Path,
@@ -119,35 +163,18 @@ def build(
     store_mod.check_buildable(index)
     files = read_corpus(corpus) if files is None else files
     t0 = time.perf_counter()
-    turns = [t for source, text in files for t in parse_text(text, source)]
-    passages = chunk.chunk_turns(turns, chunk.ChunkConfig())
-    speakers = {t.speaker for t in turns if t.speaker}
-    progress(
-        f"parsed {len(files)} file(s): {len(turns)} turns, {len(passages)} passages, "
-        f"{len(speakers)} speakers"
-    )
-    turn_by_id = {t.id: t for t in turns}
-    texts = [chunk.embedding_text(turn_by_id[p.turn_id], p) for p in passages]
-    # jieba loads its dictionary on first use (a second or more): let it do so while the
-    # embedding workers run, rather than after them
-    warm = threading.Thread(target=store_mod.tokenize, args=("智慧城市",), daemon=True)
-    warm.start()
-    vectors = embedder.embed_passages(texts, progress=progress)
-    warm.join()
-    with_passages = {p.turn_id for p in passages}
-    indexed_turns = [t for t in turns if t.id in with_passages]
-    sentences = embed_sentences(indexed_turns, embedder, progress)
+    pieces = index_pieces(files, embedder, progress)
     store_mod.build_index(
         index,
-        indexed_turns,
-        passages,
-        vectors,
+        pieces.turns,
+        pieces.passages,
+        pieces.vectors,
         model_name=embedder.name,
         corpus_hashes=corpus_fingerprint(files),
         progress=progress,
-        keyword_texts=[keyword_text(turn_by_id[p.turn_id], p) for p in passages],
+        keyword_texts=pieces.keyword_texts,
         settings=passage_settings(),
-        sentences=sentences,
+        sentences=pieces.sentences,
     )
     progress(f"index built in {time.perf_counter() - t0:.1f} s at {index}")
     return store_mod.load_index(index)
@@ -160,7 +187,7 @@ def embed_sentences(
     prefix: the sentence's own words are the evidence)."""
     rows = [(t.id, a, b) for t in turns for a, b in chunk.quotable_sentences(t.text)]
     by_id = {t.id: t for t in turns}
-    progress(f"embedding {len(rows)} sentences…")
+    say(progress, f"embedding {len(rows)} sentences…")
     texts = [by_id[tid].text[a:b] for tid, a, b in rows]
     vectors = (
         embedder.embed_passages(texts, progress=progress)
@@ -211,10 +238,13 @@ class Engine:
         index_dir: Path,
         corpus_dir: Path | None = None,
         warnings: list[str] | None = None,
+        milvus: str | None = None,
     ):
         self.embedder = embedder
         self.index_dir = index_dir
         self.corpus_dir = corpus_dir
+        # the Milvus location when the index lives there (QA_STORE), else None (the folder)
+        self.milvus = milvus
         self._served = _serve(store, embedder)
         # the answerability weights (qa/evidence_model.json); None until (re)fitted
         try:
@@ -250,10 +280,17 @@ class Engine:
         index: Path | str | None = None,
         model: str | None = None,
         progress: Progress = print,
+        store: str | None = None,
     ) -> Engine:
+        """The engine on the index chosen by ``store`` (else env QA_STORE): "faiss", the
+        index folder (default); a Milvus Lite file ``*.db`` or a Milvus server
+        ``http(s)://host:port``, see qa.milvus_store."""
         corpus_dir = Path(corpus) if corpus else default_corpus()
         index_dir = Path(index) if index else settings().index
         setting = model_setting(model)
+        where = store_setting(store)
+        if where != "faiss":
+            return cls._open_milvus(where, corpus_dir, index_dir, setting, progress)
         files = read_corpus(corpus_dir)
         hashes = corpus_fingerprint(files)
         reason = store_mod.stale_reason(index_dir, hashes, setting, passage_settings())
@@ -286,6 +323,21 @@ class Engine:
                 cannot_build = exc
         return cls._serve_outdated(index_dir, corpus_dir, embedder, reason, cannot_build,
                                    progress)
+
+    @classmethod
+    def _open_milvus(
+        cls, uri: str, corpus_dir: Path, index_dir: Path, setting: str, progress: Progress
+    ) -> Engine:
+        """On Milvus: a writer brings the index in step with the corpus (per file); a
+        reader replica (QA_MILVUS_READER=1) only opens it and needs no corpus."""
+        from . import milvus_store
+
+        milvus_store.connect(uri).close()  # a wrong --store fails before the model loads
+        reader = settings().milvus_reader
+        files = None if reader else read_corpus(corpus_dir)
+        embedder = load_embedder(setting, progress=progress)
+        served = milvus_store.open_for_serving(uri, files, embedder, progress)
+        return cls(served, embedder, index_dir, None if reader else corpus_dir, milvus=uri)
 
     @classmethod
     def _serve_outdated(
@@ -357,7 +409,8 @@ class Engine:
         return {
             "status": status,
             "warnings": warnings,
-            "index": str(self.index_dir),
+            "store": "milvus" if self.milvus else "faiss",
+            "index": self.milvus or str(self.index_dir),
             "model": self.embedder.name,
             "dimension": self.embedder.dimension,
             "built": m.get("created"),
@@ -382,7 +435,8 @@ class Engine:
         and rebuild when it changed. Cheap: files are hashed only when a size or modification
         time moved. Runs on a daemon thread for the life of the process."""
         interval = settings().watch_seconds if interval is None else interval
-        if interval <= 0 or self.corpus_dir is None or self._watcher is not None:
+        follows = self.milvus is not None and self.corpus_dir is None  # a reader replica
+        if interval <= 0 or (self.corpus_dir is None and not follows) or self._watcher:
             return
         self._watcher = threading.Thread(
             target=self._watch, args=(interval, progress), name="qa-corpus-watch", daemon=True
@@ -390,7 +444,13 @@ class Engine:
         self._watcher.start()
 
     def _watch(self, interval: float, progress: Progress) -> None:
-        assert self.corpus_dir is not None
+        if self.corpus_dir is None:  # a Milvus reader: one small query per interval
+            while True:
+                time.sleep(interval)
+                try:
+                    self.refresh(progress)
+                except Exception as exc:  # a bug of ours must not stop the following
+                    self._set("stale", [f"index check failed: {exc.__class__.__name__}: {exc}"])
         seen = corpus_stat(self.corpus_dir)
         changed = self._status != "ok"  # started out of date: try once (the disk may be back)
         while True:
@@ -407,7 +467,10 @@ class Engine:
         """Rebuild and swap in a new index if the corpus no longer matches the served one;
         True when a new index was swapped in. The served index answers throughout; when the
         rebuild fails (read-only folder, full disk, unreadable file) it stays, with the
-        reason in health()'s warnings."""
+        reason in health()'s warnings. On Milvus only the changed files are written; a
+        reader replica re-reads what the writer changed."""
+        if self.milvus is not None:
+            return self._refresh_milvus(progress)
         assert self.corpus_dir is not None
         try:
             files = read_corpus(self.corpus_dir)
@@ -436,4 +499,29 @@ class Engine:
             self._served = served
             self._status, self._warnings = "ok", []
         progress(f"new index in service ({len(built.passages)} passages)")
+        return True
+
+    def _refresh_milvus(self, progress: Progress) -> bool:
+        from . import milvus_store
+
+        served = self.store
+        try:
+            if self.corpus_dir is None:
+                new = milvus_store.follow(self.milvus, served)
+            else:
+                files = read_corpus(self.corpus_dir)
+                self._set("rebuilding")
+                new, _ = milvus_store.sync(self.milvus, files, self.embedder, progress, served)
+        except QAError as exc:
+            self._set("stale", [f"serving the index as last read: {exc}"])
+            progress(f"warning: {exc}")
+            return False
+        if new is served:
+            self._set("ok", [])
+            return False
+        fresh = _serve(new, self.embedder)
+        with self._lock:
+            self._served = fresh
+            self._status, self._warnings = "ok", []
+        progress(f"index in service: {len(new.passages)} passages (Milvus at {self.milvus})")
         return True

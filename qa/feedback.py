@@ -8,6 +8,8 @@ stops growing at a size limit, so no one can fill the disk through the thumbs.
 from __future__ import annotations
 
 import json
+import os
+import socket
 import threading
 import time
 from collections import deque
@@ -45,7 +47,7 @@ class FeedbackLog:
         per_client_per_hour: int = PER_CLIENT_PER_HOUR,
         max_bytes: int = MAX_FILE_BYTES,
     ):
-        self.path = Path(path)
+        self.path = replica_path(path)
         self.per_client = per_client_per_hour
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
@@ -90,6 +92,15 @@ class FeedbackLog:
             with self.path.open("a", encoding="utf-8") as f:
                 f.write(line + "\n")
         return row
+
+
+def replica_path(path: Path | str) -> Path:
+    """``{host}`` and ``{pid}`` in the path become this machine's name and this process's
+    id: replicas writing to one shared folder each keep their own file (no two processes
+    append to one file, and a replica keeps no state another one needs)."""
+    text = str(path)
+    host = "".join(c if c.isalnum() or c in "-_." else "_" for c in socket.gethostname())
+    return Path(text.replace("{host}", host or "host").replace("{pid}", str(os.getpid())))
 
 
 def default_feedback_path() -> Path:

@@ -5,14 +5,18 @@ For an archive of millions of passages and many readers. One setting chooses the
 ``.db`` (Milvus Lite, a local file, no server) or ``http(s)://host:port`` (a Milvus server;
 token from env ``QA_MILVUS_TOKEN``).
 
-Two collections per corpus (``<name>`` and ``<name>_meta``)::
+Three collections per corpus (``<name>``, ``<name>_meta``, ``<name>_sentences``)::
 
-    <name>       one row per passage: text, keyword text, dense vector, the passage's
-                 BM25 term weights (``terms``, our tokenizer), a Milvus BM25 function
-                 field (``bm25``, jieba analyzer) and the scalar fields filters need
-                 (source, offsets, speaker, title, article, section path, asked, turn id)
-    <name>_meta  JSON records: the manifest, one row per turn, one per keyword term
-                 with its document frequency (what ``passages_with`` and the idf need)
+    <name>            one row per passage: text, keyword text, dense vector, the passage's
+                      BM25 term weights (``terms``, our tokenizer), a Milvus BM25 function
+                      field (``bm25``, jieba analyzer) and the scalar fields filters need
+                      (source, offsets, speaker, title, article, section path, asked, turn id)
+    <name>_meta       JSON records: the manifest, one row per corpus file with its hash,
+                      one per turn, one per keyword term with its document frequency
+                      (what ``passages_with`` and the idf need)
+    <name>_sentences  one row per quotable sentence of an indexed turn: turn id, span,
+                      vector (the sentence-level evidence the FAISS folder keeps in
+                      sentences.npz), fetched by turn id for a search's candidate turns
 
 Keyword search ranks exactly as ``IndexStore`` does: ``terms`` holds the document half of
 BM25 (tf·(k1+1)/(tf+k1·(1-b+b·len/avglen))) per ``qa.store.tokenize`` term, and the query
@@ -47,10 +51,19 @@ import numpy as np
 
 from .errors import IndexProblem
 from .settings import settings
-from .store import BM25_B, BM25_K1, EXACT_SEARCH_LIMIT, STOP_WORDS, tokenize, tokenizer_signature
+from .store import (
+    BM25_B,
+    BM25_K1,
+    EXACT_SEARCH_LIMIT,
+    STOP_WORDS,
+    SentenceIndex,
+    _normalised,
+    tokenize,
+    tokenizer_signature,
+)
 from .types import Passage, Progress, Turn, say, section_path
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the sentences collection
 DEFAULT_COLLECTION = "zhihui_qa"
 TOKEN_ENV = "QA_MILVUS_TOKEN"
 MAX_VARCHAR = 65_535  # bytes: Milvus's VARCHAR limit
@@ -79,7 +92,8 @@ _EMPTY_TERM = 0xFFFFFFFE  # a passage without terms still needs one nonzero spar
 
 def store_setting(explicit: str | None = None) -> str:
     """--store, else env QA_STORE, else "faiss" (the index folder)."""
-    return (explicit or settings().store).strip()
+    value = (explicit or settings().store).strip()
+    return "faiss" if value.lower() == "faiss" else value
 
 
 def is_milvus(setting: str) -> bool:
@@ -126,6 +140,11 @@ def _milvus_errors(uri: str) -> Iterator[None]:
             "check that it is running and "
             f"reachable, then retry"
         ) from None
+
+
+class NoIndex(IndexProblem):
+    """There is no usable index at this Milvus location (missing, other format,
+    inconsistent): a writer builds one; Milvus itself answered fine."""
 
 
 def _rebuild(uri: str) -> str:
@@ -188,6 +207,18 @@ def passage_key(source: str, seq: int) -> int:
     return int.from_bytes(digest, "big") & ((1 << 63) - 1)
 
 
+def sentence_key(source: str, seq: int) -> int:
+    """The Milvus primary key of a file's seq-th sentence (its own collection)."""
+    return passage_key(f"{source}\0sentence", seq)
+
+
+def text_hash(text: str) -> int:
+    """A turn text's fingerprint, kept on its sentence rows: a reader whose records are
+    older than a file's new sentence rows (or newer) skips rows of another text."""
+    digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") & ((1 << 63) - 1)
+
+
 def term_id(term: str) -> int:
     """Sparse-vector dimension of a keyword term (32-bit FNV-1a, as Milvus Lite hashes)."""
     h = 0x811C9DC5
@@ -246,6 +277,44 @@ def _path(turn: Turn) -> str:
 # the store
 
 
+class MilvusSentences:
+    """``IndexStore.sentences`` for an index in Milvus: the sentences of a search's
+    candidate turns, fetched by turn id in one query (``of_turns``), so a replica holds no
+    sentence vectors. Rows written for another text of a turn than the one served (a
+    file changed since the records were read) are left out."""
+
+    def __init__(self, store: MilvusStore, count: int):
+        self.store = store
+        self.count = count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def of_turns(self, turn_ids: Iterable[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """turn id → (spans (n, 2), unit vectors (n, d)) for the given turns that have any."""
+        turns = self.store.turns
+        wanted = [t for t in dict.fromkeys(turn_ids) if t in turns]
+        rows: dict[str, list[dict]] = {}
+        fields = ["turn_id", "start", "end", "th", "vec"]
+        for i in range(0, len(wanted), 200):
+            expr = _in_list("turn_id", wanted[i : i + 200])
+            with _milvus_errors(self.store.uri):
+                found = self.store.client.query(
+                    self.store.sent_name, filter=expr, output_fields=fields, limit=MAX_LIMIT
+                )
+            for r in found:
+                rows.setdefault(r["turn_id"], []).append(r)
+        out = {}
+        for tid, got in rows.items():
+            th = text_hash(turns[tid].text)
+            got = sorted((r for r in got if int(r["th"]) == th), key=lambda r: int(r["start"]))
+            if got:
+                spans = np.array([[int(r["start"]), int(r["end"])] for r in got], dtype=np.int32)
+                vecs = np.array([r["vec"] for r in got], dtype=np.float32)
+                out[tid] = (spans, vecs)
+        return out
+
+
 class MilvusStore:
     """A corpus index in Milvus with IndexStore's read interface (``passages``, ``turns``,
     ``manifest``, ``dimension``, ``len``, ``dense_search``, ``keyword_search``,
@@ -256,12 +325,16 @@ class MilvusStore:
     re-reads the records after another process changed the collection.
     """
 
+    # the retriever passes speaker/section filters (not a row mask): Milvus filters on them
+    filters_by_field = True
+
     def __init__(self, uri: str, name: str = DEFAULT_COLLECTION, client=None):
         """Connect (nothing read yet): ``build`` a new index or ``refresh`` from one."""
         self.client = client if client is not None else connect(uri)
         self.uri = uri
         self.name = name
         self.meta_name = f"{name}_meta"
+        self.sent_name = f"{name}_sentences"
         self.manifest: dict = {}
         self.turns: dict[str, Turn] = {}
         self.passages: list[Passage] = []
@@ -269,9 +342,9 @@ class MilvusStore:
         self._row_of: dict[int, int] = {}
         self._paths: list[str] = []
         self._records: list[dict] = []
-        # IndexStore's optional sentence-level evidence (spans + vectors): not stored in
-        # Milvus yet, so the retriever treats this index as one built without it
-        self.sentences = None
+        # IndexStore's sentence-level evidence: read from Milvus per search (None for an
+        # index written without sentences)
+        self.sentences: MilvusSentences | None = None
 
     # -- opening ------------------------------------------------------------------------
 
@@ -280,13 +353,17 @@ class MilvusStore:
         """Open an existing collection (loading it for search) and read its records."""
         store = cls(uri, name)
         with _milvus_errors(uri):
-            for collection in (store.name, store.meta_name):
+            for collection in store._names():
                 if not store.client.has_collection(collection):
-                    raise IndexProblem(f"no index collection {collection!r} at {uri}: "
+                    raise NoIndex(f"no index collection {collection!r} at {uri}: "
                                        f"{_rebuild(uri)}")  # fmt: skip
                 store.client.load_collection(collection)  # a reopened one must be loaded
             store.refresh()
         return store
+
+    def _names(self) -> tuple[str, str, str]:
+        """The three aliases readers use: passages, records, sentences."""
+        return self.name, self.meta_name, self.sent_name
 
     def refresh(self) -> None:
         """Read manifest, turns and passage records from Milvus (after a change elsewhere).
@@ -296,12 +373,12 @@ class MilvusStore:
         for _attempt in range(5):
             manifest = self._meta_value("manifest")
             if manifest is None:
-                raise IndexProblem(
+                raise NoIndex(
                     f"index collection {self.name!r} at {self.uri} has no manifest: "
                     f"{_rebuild(self.uri)}"
                 )
             if manifest.get("format_version") != FORMAT_VERSION:
-                raise IndexProblem(
+                raise NoIndex(
                     f"index collection {self.name!r} has format "
                     f"{manifest.get('format_version')}, this version of qa reads "
                     f"{FORMAT_VERSION}: {_rebuild(self.uri)}"
@@ -324,6 +401,8 @@ class MilvusStore:
             time.sleep(0.2)
         self.manifest = manifest
         self._set_records(turns, rows)
+        count = manifest["counts"].get("sentences")
+        self.sentences = MilvusSentences(self, int(count)) if count is not None else None
 
     def _set_records(self, turns: dict[str, Turn], rows: list[dict]) -> None:
         """Hold these turns and passage rows (sorted by source and seq) as the records."""
@@ -332,7 +411,7 @@ class MilvusStore:
             for i, r in enumerate(rows)
         ]
         if any(p.turn_id not in turns for p in passages):
-            raise IndexProblem(
+            raise NoIndex(
                 f"index collection {self.name!r} at {self.uri} has a passage of a "
                 f"missing turn: {_rebuild(self.uri)}"
             )
@@ -352,6 +431,8 @@ class MilvusStore:
         )
         kept_turns = {i: t for i, t in self.turns.items() if t.source != source}
         self._set_records({**kept_turns, **{t.id: t for t in turns}}, merged)
+        if self.sentences is not None:  # a new object: a snapshot taken before keeps its own
+            self.sentences = MilvusSentences(self, int(self.manifest["counts"]["sentences"]))
 
     def _alias_target(self, alias: str) -> str | None:
         """The collection an alias names; None when it is no alias. Looks only at our
@@ -378,6 +459,12 @@ class MilvusStore:
                 yield from batch
         finally:
             iterator.close()
+
+    def _select(self, collection: str, expr: str, fields: list[str]) -> list[dict]:
+        """The rows of one file (usually far fewer than a query's limit): one query, and
+        the iterator only when they fill it (an iterator costs a round trip to set up)."""
+        rows = self.client.query(collection, filter=expr, output_fields=fields, limit=MAX_LIMIT)
+        return rows if len(rows) < MAX_LIMIT else list(self._iterate(collection, expr, fields))
 
     def _meta_value(self, key: str) -> dict | None:
         with _milvus_errors(self.uri):
@@ -585,9 +672,10 @@ class MilvusStore:
 
     # -- writing --------------------------------------------------------------------------
 
-    def _create(self, dimension: int, n_expected: int, passages: str, meta: str) -> None:
-        """Create the two collections under these (physical) names; Strong consistency, so
-        a write is visible to the next read (the writer re-reads right after writing)."""
+    def _create(self, dimension: int, n_expected: int, target: dict[str, str]) -> None:
+        """Create the three collections under these (physical) names; Strong consistency,
+        so a write is visible to the next read (the writer re-reads right after writing)."""
+        passages, meta = target[self.name], target[self.meta_name]
         from pymilvus import DataType, Function, FunctionType, MilvusClient
 
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
@@ -654,6 +742,24 @@ class MilvusStore:
         self.client.create_collection(
             meta, schema=meta_schema, index_params=meta_index, consistency_level="Strong"
         )
+
+        sent = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        sent.add_field("pk", DataType.INT64, is_primary=True)
+        sent.add_field("source", DataType.VARCHAR, max_length=1024)
+        sent.add_field("seq", DataType.INT64)
+        sent.add_field("turn_id", DataType.VARCHAR, max_length=1100)
+        sent.add_field("start", DataType.INT64)
+        sent.add_field("end", DataType.INT64)
+        sent.add_field("th", DataType.INT64)  # text_hash of the turn's text
+        sent.add_field("vec", DataType.FLOAT_VECTOR, dim=dimension)
+        sent_index = self.client.prepare_index_params()
+        sent_index.add_index("vec", index_type="FLAT", metric_type="IP")  # looked up by turn
+        for name in ("source", "turn_id"):
+            sent_index.add_index(name, index_type="INVERTED")
+        self.client.create_collection(
+            target[self.sent_name], schema=sent, index_params=sent_index,
+            consistency_level="Strong",
+        )  # fmt: skip
 
     def _file_row(self, source: str, corpus_hash: str) -> dict:
         return self._meta_row(f"file:{source}", "file", corpus_hash, source)
@@ -752,6 +858,7 @@ class MilvusStore:
         progress: Progress = print,
         keyword_texts: Sequence[str] | None = None,
         settings: dict | None = None,
+        sentences: SentenceIndex | None = None,
     ) -> None:
         """Replace the index with a complete new one (same inputs as store.build_index).
 
@@ -766,17 +873,24 @@ class MilvusStore:
         say(progress, f"milvus: tokenizing {len(keyword_texts):,} keyword texts…")
         tokens = [tokenize(text) for text in keyword_texts]
         stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S") + uuid.uuid4().hex[:6]
-        target = {self.name: f"{self.name}__{stamp}", self.meta_name: f"{self.meta_name}__{stamp}"}
+        target = {alias: f"{alias}__{stamp}" for alias in self._names()}
         try:
-            self._create(vectors.shape[1], len(passages), target[self.name], target[self.meta_name])
+            self._create(vectors.shape[1], len(passages), target)
             about = {"model": model_name, "settings": settings or {}, "corpus": corpus_hashes}
+            if sentences is not None:  # before the manifest, which counts them
+                self._write_sentences(target[self.sent_name], turns, sentences, progress)
+                about["sentences"] = len(sentences)
             self._fill(target, about, turns, passages, vectors, keyword_texts, tokens, progress)
+            for collection in target.values():
+                self.client.flush(collection)
+                self.client.load_collection(collection)
         except BaseException:
             for collection in target.values():
                 if self.client.has_collection(collection):
                     self.client.drop_collection(collection)
             raise
-        for alias in (self.meta_name, self.name):  # records first: refresh() retries a mix
+        # records first, passages last: refresh() retries while they name different builds
+        for alias in (self.meta_name, self.sent_name, self.name):
             self._point(alias, target[alias])
         self.refresh()
         say(
@@ -823,6 +937,7 @@ class MilvusStore:
                 "passages": len(passages),
                 "tokens": sum(lengths),
                 "vocabulary": len(df),
+                **({"sentences": about["sentences"]} if "sentences" in about else {}),
             },
             "dense": {
                 "type": "FLAT" if len(passages) <= EXACT_SEARCH_LIMIT else "HNSW",
@@ -839,9 +954,39 @@ class MilvusStore:
             "build_seconds": round(time.perf_counter() - t0, 2),
         }
         self._put_manifest(manifest, target[self.meta_name])
-        for collection in target.values():
-            self.client.flush(collection)
-            self.client.load_collection(collection)
+
+    def _sentence_rows(self, turns: dict[str, Turn], sentences: SentenceIndex) -> Iterator[dict]:
+        """One Milvus row per sentence, in order; seq counts each file's sentences."""
+        seq_of: Counter = Counter()
+        vectors = _normalised(sentences.vectors) if len(sentences) else sentences.vectors
+        hashes: dict[str, int] = {}
+        for tid, (a, b), vec in zip(sentences.turn_ids, sentences.spans, vectors, strict=True):
+            turn = turns[tid]
+            seq = seq_of[turn.source]
+            seq_of[turn.source] += 1
+            if tid not in hashes:
+                hashes[tid] = text_hash(turn.text)
+            yield {
+                "pk": sentence_key(turn.source, seq),
+                "source": turn.source,
+                "seq": seq,
+                "turn_id": tid,
+                "start": int(a),
+                "end": int(b),
+                "th": hashes[tid],
+                "vec": vec.tolist(),
+            }
+
+    def _write_sentences(self, collection, turns, sentences, progress=None) -> int:
+        """Upsert the sentence rows of these turns; returns how many were written."""
+        by_id = {t.id: t for t in turns}
+        missing = set(sentences.turn_ids) - set(by_id)
+        if missing:
+            raise ValueError(f"sentences refer to turns not given: {sorted(missing)[:3]}")
+        say(progress, f"milvus: writing {len(sentences):,} sentences")
+        self._upsert(collection, self._sentence_rows(by_id, sentences), progress, "sentences",
+                     len(sentences))  # fmt: skip
+        return len(sentences)
 
     def _put_manifest(self, manifest: dict, collection: str | None = None) -> None:
         """Write the manifest with a new revision: readers compare it to notice a change
@@ -859,7 +1004,10 @@ class MilvusStore:
         alone (every change replaces the record lists, never edits them). The engine
         serves one snapshot and swaps in the changed copy whole, as it does with folders:
         ``new = served.snapshot(); new.upsert_file(...); swap(new)``."""
-        return copy.copy(self)
+        new = copy.copy(self)
+        if self.sentences is not None:
+            new.sentences = MilvusSentences(new, len(self.sentences))
+        return new
 
     def changed(self) -> bool:
         """Did another process change the index since these records were read (one small
@@ -883,8 +1031,11 @@ class MilvusStore:
         vectors: np.ndarray,
         keyword_texts: Sequence[str] | None = None,
         corpus_hash: str | None = None,
+        sentences: SentenceIndex | None = None,
     ) -> dict:
-        """Add or replace one file's passages and turns; no other file's rows are touched.
+        """Add or replace one file's passages, turns and sentences (``sentences``: those of
+        this file's turns, as ``qa.engine.index_pieces`` makes them); no other file's rows
+        are touched.
 
         The file's rows are upserted under the same keys, then its surplus rows deleted, so
         a reader never sees the file missing. Document frequencies and the passage and
@@ -915,6 +1066,13 @@ class MilvusStore:
         )
         self._upsert(self.name, rows)
         self.client.delete(self.name, filter=f"source == {quote(source)} and seq >= {len(rows)}")
+        old_sentences = self._count(self.sent_name, f"source == {quote(source)}")
+        written = 0
+        if sentences is not None and self.sentences is not None:
+            written = self._write_sentences(self.sent_name, turns, sentences)
+        self.client.delete(
+            self.sent_name, filter=f"source == {quote(source)} and seq >= {written}"
+        )
         meta = [self._meta_row(f"turn:{t.id}", "turn", t.to_dict(), source) for t in turns]
         self._upsert(self.meta_name, meta)
         stale = sorted(old_turns - set(turn_by_id))
@@ -928,6 +1086,8 @@ class MilvusStore:
             "tokens": total,
             "turns": counts["turns"] - len(old_turns) + len(turns),
         }
+        if "sentences" in counts:
+            manifest["counts"]["sentences"] = counts["sentences"] - old_sentences + written
         if corpus_hash is not None:
             self.client.upsert(self.meta_name, [self._file_row(source, corpus_hash)])
             manifest["corpus"] = dict(sorted({**manifest["corpus"], source: corpus_hash}.items()))
@@ -940,7 +1100,9 @@ class MilvusStore:
         """Remove one file's passages, turns and their share of the document frequencies."""
         self.refresh_if_changed()  # start from what another writer may have left
         old_tokens, old_turns = self._file_contents(source)
+        old_sentences = self._count(self.sent_name, f"source == {quote(source)}")
         self.client.delete(self.name, filter=f"source == {quote(source)}")
+        self.client.delete(self.sent_name, filter=f"source == {quote(source)}")
         self.client.delete(self.meta_name, filter=f'kind == "turn" and source == {quote(source)}')
         self._move_df(old_tokens, [])
         counts = self.manifest["counts"]
@@ -951,6 +1113,8 @@ class MilvusStore:
             "tokens": counts["tokens"] - sum(map(len, old_tokens)),
             "turns": counts["turns"] - len(old_turns),
         }
+        if "sentences" in counts:
+            manifest["counts"]["sentences"] = counts["sentences"] - old_sentences
         if corpus_hash_removed:
             self.client.delete(self.meta_name, ids=[f"file:{source}"])
             manifest["corpus"] = {f: h for f, h in manifest["corpus"].items() if f != source}
@@ -958,13 +1122,17 @@ class MilvusStore:
         self._replace_file_records(source, [], [])
         return {"source": source, "passages": 0, "removed": len(old_tokens)}
 
+    def _count(self, collection: str, expr: str) -> int:
+        """How many rows match (for the manifest's counts)."""
+        return len(self._select(collection, expr, ["pk"]))
+
     def _file_contents(self, source: str) -> tuple[list[list[str]], set[str]]:
         """The tokens of a file's indexed passages and its turn ids, as stored now."""
-        rows = self._iterate(self.name, f"source == {quote(source)}", ["keywords"])
+        rows = self._select(self.name, f"source == {quote(source)}", ["keywords"])
         tokens = [tokenize(r["keywords"]) for r in rows]
         turns = {
             r["key"][5:]
-            for r in self._iterate(
+            for r in self._select(
                 self.meta_name, f'kind == "turn" and source == {quote(source)}', ["key"]
             )
         }
@@ -995,8 +1163,8 @@ class MilvusStore:
             self.client.delete(self.meta_name, ids=drop[i : i + BATCH])
 
     def drop(self) -> None:
-        """Delete this index: both aliases and the collections they name."""
-        for alias in (self.name, self.meta_name):
+        """Delete this index: its three aliases and the collections they name."""
+        for alias in self._names():
             target = self._alias_target(alias)
             if target is not None:
                 self.client.drop_alias(alias)  # Milvus refuses to drop an aliased collection
@@ -1007,3 +1175,100 @@ class MilvusStore:
     def close(self) -> None:
         self.client.close()
 
+
+
+# ---------------------------------------------------------------------------------------
+# what the engine calls: open the index for serving, keep it in step with the corpus
+
+
+def sync(
+    uri: str,
+    files: list[tuple[str, str]],
+    embedder,
+    progress: Progress = print,
+    served: MilvusStore | None = None,
+) -> tuple[MilvusStore, list[str]]:
+    """Bring the Milvus index at ``uri`` in step with these corpus files: a full build
+    when there is none or the model, passage recipe or tokenizer changed; otherwise only
+    the added, changed and removed files are embedded and written. Returns the store to
+    serve (``served`` itself when nothing changed, else a changed snapshot of it, so the
+    caller swaps it in whole) and what changed, a line per file. A failing Milvus is one
+    IndexProblem line; the served store is never changed in place."""
+    with _milvus_errors(uri):
+        return _sync(uri, files, embedder, progress, served)
+
+
+def _sync(uri, files, embedder, progress, served) -> tuple[MilvusStore, list[str]]:
+    from .corpus import corpus_fingerprint
+    from .engine import index_pieces, passage_settings
+
+    hashes = corpus_fingerprint(files)
+    store, reason = served, None
+    if store is None:
+        try:
+            store = MilvusStore.open(uri)
+        except NoIndex as exc:  # (Milvus unreachable is another IndexProblem: raised)
+            reason = str(exc).split(": rebuild")[0]
+    elif store.changed():  # another writer moved on: start from a fresh copy
+        store = follow(uri, store)
+    if store is not None:
+        reason = rebuild_reason(store, embedder.name, passage_settings())
+    if reason is not None:
+        say(progress, f"building the Milvus index at {uri} ({reason})")
+        pieces = index_pieces(files, embedder, progress)
+        new = MilvusStore(uri) if store is None else store.snapshot()
+        new.build(
+            pieces.turns, pieces.passages, pieces.vectors, embedder.name, hashes, progress,
+            pieces.keyword_texts, passage_settings(), pieces.sentences,
+        )  # fmt: skip
+        return new, [f"built: {len(files)} file(s), {len(new):,} passages"]
+    added, changed, removed = corpus_changes(store, hashes)
+    if not (added or changed or removed):
+        return store, []
+    new, lines, text_of = store.snapshot(), [], dict(files)
+    for source in added + changed:
+        t0 = time.perf_counter()
+        pieces = index_pieces([(source, text_of[source])], embedder, None)
+        did = new.upsert_file(
+            source, pieces.turns, pieces.passages, pieces.vectors, pieces.keyword_texts,
+            corpus_hash=hashes[source], sentences=pieces.sentences,
+        )  # fmt: skip
+        verb = "added" if source in added else "changed"
+        lines.append(f"{verb}: {source} ({did['passages']} passages, "
+                     f"{time.perf_counter() - t0:.1f} s)")  # fmt: skip
+    for source in removed:
+        did = new.delete_file(source)
+        lines.append(f"removed: {source} ({did['removed']} passages)")
+    for line in lines:
+        say(progress, f"milvus: {line}")
+    return new, lines
+
+
+def open_for_serving(
+    uri: str,
+    files: list[tuple[str, str]] | None,
+    embedder,
+    progress: Progress = print,
+) -> MilvusStore:
+    """The index to serve. ``files`` None: a reader replica (QA_MILVUS_READER=1) that
+    opens what the writer built and never writes; else ``sync`` first."""
+    if files is None:
+        store = MilvusStore.open(uri)
+        if store.model_name != embedder.name or store.dimension != embedder.dimension:
+            raise IndexProblem(
+                f"the Milvus index at {uri} was built with model {store.model_name}, this "
+                f"replica runs {embedder.name}: set the same QA_EMBED_MODEL as the writer"
+            )
+        return store
+    store, _ = sync(uri, files, embedder, progress)
+    return store
+
+
+def follow(uri: str, served: MilvusStore) -> MilvusStore:
+    """For a reader replica: ``served`` when the index did not change, else a fresh
+    snapshot read from Milvus (requests in flight keep the old one)."""
+    if not served.changed():
+        return served
+    new = served.snapshot()
+    new.refresh()
+    return new

@@ -189,6 +189,14 @@ class Retriever:
             mask = sec if mask is None else mask & sec
         return mask
 
+    def _where(self, mask: np.ndarray | None, speakers: list[str], section: str | None) -> dict:
+        """The filter as the store takes it: the row mask for the index folder; speaker
+        and section for a store that filters on those fields itself (Milvus: a list of
+        rows would not scale to an archive)."""
+        if mask is None or not getattr(self.store, "filters_by_field", False):
+            return {"allowed": mask}
+        return {"allowed": None, "speakers": speakers or None, "section": section or None}
+
     def _keyword_terms(self, q: Question, narrowed_to: list[str]) -> list[str]:
         """The question's search terms; for an English question also the Chinese senses
         of its words that the corpus uses (measured on the dev split: off is better)."""
@@ -220,8 +228,10 @@ class Retriever:
         timings: dict[str, float] = {}
         named = [speaker] if speaker else list(q.speakers)
         mask = self._mask(named, section)
-        if mask is not None and not mask.any():
-            mask = self._mask([], section) if named and not speaker else mask
+        kept = named  # the speakers the mask keeps
+        if mask is not None and not mask.any() and named and not speaker:
+            mask, kept = self._mask([], section), []
+        where = self._where(mask, kept, section)
 
         dense: Ranked = []
         keyword: Ranked = []
@@ -235,13 +245,15 @@ class Retriever:
             qvec = self.embedder.embed_query(text)
             timings["embed"] = (time.perf_counter() - t0) * 1000
             t1 = time.perf_counter()
-            dense = self.store.dense_search(qvec, cfg.candidates, mask)
+            dense = self.store.dense_search(qvec, cfg.candidates, **where)
             timings["dense"] = (time.perf_counter() - t1) * 1000
         t2 = time.perf_counter()
         if mode in ("hybrid", "keyword"):
             keyword = self.store.keyword_search(
-                q.text, cfg.candidates, mask,
+                q.text,
+                cfg.candidates,
                 terms=self._keyword_terms(q, named if mask is not None else []),
+                **where,
             )
         timings["keyword"] = (time.perf_counter() - t2) * 1000
 
@@ -266,6 +278,8 @@ class Retriever:
         for row in sorted(fused, key=fused.get, reverse=True):
             by_turn.setdefault(self.store.passages[row].turn_id, []).append(row)
         t3 = time.perf_counter()
+        index = self.store.sentences
+        sentences = index.of_turns(list(by_turn)) if index is not None else {}
         hits = []
         for turn_id, rows in by_turn.items():
             best = rows[0]
@@ -278,7 +292,7 @@ class Retriever:
                     dense=max((dense_of.get(r, 0.0) for r in rows), default=0.0),
                     keyword=max((keyword_of.get(r, 0.0) for r in rows), default=0.0),
                     passage_scores={self.store.passages[r].id: fused[r] for r in rows},
-                    sentences=self._sentences(q, turn, qvec),
+                    sentences=self._sentences(q, turn, qvec, sentences.get(turn_id)),
                 )
             )
         sentence_weight = cfg.sentence_weight_en if q.english else cfg.sentence_weight
@@ -315,19 +329,25 @@ class Retriever:
             for h, b in zip(hits, best, strict=True)
         ]
 
-    def _sentences(self, q: Question, turn: Turn, qvec: np.ndarray | None) -> tuple[Sentence, ...]:
-        """The turn's sentences scored against the question, best first."""
-        index = self.store.sentences
-        rows = index.rows.get(turn.id) if index is not None else None
-        if rows is None or not len(rows):
+    def _sentences(
+        self,
+        q: Question,
+        turn: Turn,
+        qvec: np.ndarray | None,
+        found: tuple[np.ndarray, np.ndarray] | None,
+    ) -> tuple[Sentence, ...]:
+        """The turn's sentences (``found``: spans and vectors, from the store's
+        ``sentences.of_turns``) scored against the question, best first."""
+        if found is None:
             return ()
-        cos = index.vectors[rows] @ qvec if qvec is not None else np.zeros(len(rows))
+        spans, vectors = found
+        cos = vectors @ qvec if qvec is not None else np.zeros(len(spans))
         n = len(self.store)
         cfg = self.config
         weight = cfg.sentence_keyword_weight_en if q.english else cfg.sentence_keyword_weight
         out = []
-        for row, c in zip(rows, cos, strict=True):
-            a, b = (int(x) for x in index.spans[row])
+        for span, c in zip(spans, cos, strict=True):
+            a, b = (int(x) for x in span)
             kw = word_share(q, turn.text[a:b], n)
             out.append(
                 Sentence(a, b, float(c), kw, float(c) + weight * kw)

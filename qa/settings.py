@@ -8,7 +8,9 @@ QA_INDEX               index folder                                <project>/ind
 QA_EMBED_MODEL         sentence model (id or folder)               the offline e5-small
 QA_MODEL_CACHE         where the offline model is prepared         ~/.cache/zhihui-qa/models
 QA_QUERY_ENGINE        "auto" (C engine when possible) | "torch"   auto
-QA_FEEDBACK            like/dislike JSON lines file                ./feedback.jsonl
+QA_FEEDBACK            like/dislike JSON lines file; {host} and    ./feedback.jsonl
+                       {pid} in it become this replica's host name
+                       and process id (one file per replica)
 QA_ALLOWED_ORIGINS     comma-separated origins that may embed      *
 QA_ENGINE_THREADS      worker threads answering API calls          2
 QA_WATCH_SECONDS       how often a server checks the corpus for    5 (0: never)
@@ -23,6 +25,9 @@ QA_STORE               where the index lives: "faiss" (the index   faiss
                        folder), a Milvus Lite file *.db, or a
                        Milvus server http(s)://host:port
 QA_MILVUS_TOKEN        token for a Milvus server                   (none)
+QA_MILVUS_READER       "1": a replica that only reads the Milvus   off
+                       index (never builds or updates it; follows
+                       the writer's changes)
 QA_DEBUG               "1": show tracebacks of unexpected errors   off
 =====================  ==========================================  =========================
 
@@ -87,6 +92,7 @@ class Settings:
     request_timeout_s: float
     store: str  # "faiss", a *.db Milvus Lite file or a Milvus server URI
     milvus_token: str
+    milvus_reader: bool
     debug: bool
 
     @classmethod
@@ -113,6 +119,7 @@ class Settings:
             request_timeout_s=_number(env, "QA_REQUEST_TIMEOUT_S", 10, 0),
             store=_text(env, "QA_STORE") or "faiss",
             milvus_token=_text(env, "QA_MILVUS_TOKEN") or "",
+            milvus_reader=_flag(env, "QA_MILVUS_READER"),
             debug=_flag(env, "QA_DEBUG"),
         )
 

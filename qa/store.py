@@ -850,6 +850,12 @@ class SentenceIndex:
     def __len__(self) -> int:
         return len(self.turn_ids)
 
+    def of_turns(self, turn_ids: Sequence[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """turn id → (spans, vectors) of its sentences, for the given turns that have any
+        (the one call the retriever makes, so a store may fetch them: qa.milvus_store)."""
+        found = ((t, self.rows.get(t)) for t in turn_ids)
+        return {t: (self.spans[r], self.vectors[r]) for t, r in found if r is not None and len(r)}
+
     def save(self, path: Path, known_turns: set[str]) -> None:
         """Write as plain arrays (no pickle); every sentence must belong to a known turn."""
         if len(self.vectors) != len(self.turn_ids) or not np.isfinite(self.vectors).all():

@@ -24,10 +24,9 @@ pytest.importorskip("pymilvus", reason="pymilvus not installed: pip install -e '
 from conftest import free_port  # noqa: E402
 
 from qa import store as faiss_store  # noqa: E402
-from qa.chunk import ChunkConfig, chunk_turns, embedding_text  # noqa: E402
-from qa.corpus import corpus_fingerprint, parse_text, read_corpus  # noqa: E402
+from qa.corpus import corpus_fingerprint, read_corpus  # noqa: E402
 from qa.embed import Embedder, load_embedder  # noqa: E402
-from qa.engine import default_corpus, keyword_text, passage_settings  # noqa: E402
+from qa.engine import default_corpus, index_pieces, passage_settings  # noqa: E402
 from qa.errors import IndexProblem  # noqa: E402
 from qa.milvus_store import (  # noqa: E402
     MilvusStore,
@@ -38,7 +37,7 @@ from qa.milvus_store import (  # noqa: E402
     store_setting,
 )
 from qa.retrieve import RetrieveConfig, Retriever  # noqa: E402
-from qa.store import tokenize  # noqa: E402
+from qa.store import SentenceIndex, tokenize  # noqa: E402
 from qa.types import Passage, Turn  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,29 +49,21 @@ SERVER_URI = os.environ.get("QA_MILVUS_URI")
 
 @dataclass
 class Pieces:
-    """What qa.engine.build hands the store: records, vectors and keyword texts."""
+    """What qa.engine.build hands the store: records, vectors, keyword texts, sentences."""
 
     turns: list[Turn]
     passages: list[Passage]
     vectors: np.ndarray
     keyword_texts: list[str]
     hashes: dict[str, str]
+    sentences: SentenceIndex
 
 
 def pieces(files: list[tuple[str, str]], embedder: Embedder) -> Pieces:
     """qa.engine.build's steps: parse → chunk → embed (nothing mocked)."""
-    turns = [t for source, text in files for t in parse_text(text, source)]
-    passages = chunk_turns(turns, ChunkConfig())
-    by_id = {t.id: t for t in turns}
-    vectors = embedder.embed_passages([embedding_text(by_id[p.turn_id], p) for p in passages])
-    used = {p.turn_id for p in passages}
-    return Pieces(
-        [t for t in turns if t.id in used],
-        passages,
-        vectors,
-        [keyword_text(by_id[p.turn_id], p) for p in passages],
-        corpus_fingerprint(files),
-    )
+    made = index_pieces(files, embedder, None)
+    return Pieces(made.turns, made.passages, made.vectors, made.keyword_texts,
+                  corpus_fingerprint(files), made.sentences)  # fmt: skip
 
 
 def file_pieces(source: str, text: str, embedder: Embedder) -> Pieces:
@@ -96,7 +87,7 @@ def reference(corpus, embedder, tmp_path_factory) -> faiss_store.IndexStore:
     c = corpus
     faiss_store.build_index(
         folder, c.turns, c.passages, c.vectors, embedder.name, c.hashes, None,
-        c.keyword_texts, passage_settings(),
+        c.keyword_texts, passage_settings(), c.sentences,
     )  # fmt: skip
     return faiss_store.load_index(folder)
 
@@ -115,7 +106,7 @@ def _build(uri: str, corpus: Pieces, embedder: Embedder, name: str) -> MilvusSto
     lines: list[str] = []
     store.build(
         c.turns, c.passages, c.vectors, embedder.name, c.hashes, lines.append,
-        c.keyword_texts, passage_settings(),
+        c.keyword_texts, passage_settings(), c.sentences,
     )  # fmt: skip
     assert "ready" in lines[-1]  # progress is reported
     return store
@@ -248,6 +239,50 @@ def test_retriever_works_unchanged_on_the_milvus_store(milvus, reference, embedd
         assert b.speakers == a.speakers, question
         assert b.best_dense == pytest.approx(a.best_dense, abs=1e-4), question
         assert b.dense_peak == pytest.approx(a.dense_peak, abs=1e-4), question
+        for x, y in zip(a.hits, b.hits, strict=True):  # the same sentence evidence
+            assert [(s.start, s.end) for s in y.sentences] == [
+                (s.start, s.end) for s in x.sentences
+            ], question
+            assert [s.score for s in y.sentences] == pytest.approx(
+                [s.score for s in x.sentences], abs=1e-4
+            )
+            assert y.sentences, question
+
+
+def test_retriever_filters_by_field_in_milvus(milvus, reference, embedder, monkeypatch):
+    """Speaker and section filters reach Milvus as fields, never as a list of rows (which
+    would not scale: no row list is allowed here), with the folder's results."""
+    import qa.milvus_store
+
+    monkeypatch.setattr(qa.milvus_store, "FILTER_IN_LIMIT", 0)
+    on_faiss = Retriever(reference, embedder, RetrieveConfig())
+    on_milvus = Retriever(milvus, embedder, RetrieveConfig())
+    section = next(t.section[-1] for t in milvus.turns.values() if t.section)
+    cases = [("智慧城市建设的本质是什么？", "朱旭森", None), ("数字经济", None, section),
+             ("朱旭森怎么看智慧城市？", None, None), ("老年人", "卢阳春", section),
+             ("智慧城市", "卢阳春", "no such section")]  # fmt: skip
+    for question, speaker, where in cases:
+        for mode in ("hybrid", "keyword", "dense"):
+            a = on_faiss.search(question, speaker=speaker, section=where, mode=mode)
+            b = on_milvus.search(question, speaker=speaker, section=where, mode=mode)
+            assert [h.turn.id for h in b.hits] == [h.turn.id for h in a.hits], (question, mode)
+    with pytest.raises(IndexProblem, match="too long"):  # a row list is refused here
+        milvus.dense_search(embedder.embed_query("x"), 3, np.ones(len(milvus), dtype=bool) & (
+            np.arange(len(milvus)) > 0))  # fmt: skip
+
+
+def test_sentences_are_the_folders(milvus, reference):
+    """The sentence-level evidence lives in Milvus (a sentences collection) and reads
+    back as the folder's sentences.npz, fetched by turn id."""
+    assert reference.sentences is not None and milvus.sentences is not None
+    assert len(milvus.sentences) == len(reference.sentences) > len(milvus)
+    turn_ids = [*milvus.turns, "no such turn"]
+    got, want = milvus.sentences.of_turns(turn_ids), reference.sentences.of_turns(turn_ids)
+    assert got.keys() == want.keys() and len(got) > 20
+    for tid, (spans, vectors) in want.items():
+        assert np.array_equal(got[tid][0], spans), tid
+        assert np.allclose(got[tid][1], vectors, atol=1e-6), tid
+    assert milvus.sentences.of_turns([]) == {}
 
 
 def test_hybrid_search_in_milvus(milvus, embedder):
@@ -298,11 +333,17 @@ def test_upsert_and_delete_touch_only_that_file(writable, corpus, reference, emb
     extra = file_pieces("extra/second.txt", text[: len(text) // 3], embedder)
     assert extra.passages
 
+    served = writable.snapshot()  # what a server answers from meanwhile
     writable.upsert_file(
         "extra/second.txt", extra.turns, extra.passages, extra.vectors, extra.keyword_texts,
-        corpus_hash="b" * 64,
+        corpus_hash="b" * 64, sentences=extra.sentences,
     )  # fmt: skip
     assert _rows_of(writable, original) == before  # untouched
+    assert len(writable.sentences) == len(corpus.sentences) + len(extra.sentences)
+    assert len(served.sentences) == len(corpus.sentences)
+    new_ids = [t.id for t in extra.turns]
+    assert writable.sentences.of_turns(new_ids).keys() == extra.sentences.of_turns(new_ids).keys()
+    assert served.sentences.of_turns(new_ids) == {}  # turns it does not serve
     assert len(writable) == len(corpus.passages) + len(extra.passages)
     assert writable.manifest["corpus"]["extra/second.txt"] == "b" * 64
     added = [p for p in writable.passages if p.source == "extra/second.txt"]
@@ -319,16 +360,27 @@ def test_upsert_and_delete_touch_only_that_file(writable, corpus, reference, emb
     # the file changes and shrinks: its surplus rows go, the other file stays
     smaller = file_pieces("extra/second.txt", text[: len(text) // 6], embedder)
     assert 0 < len(smaller.passages) < len(extra.passages)
+    before_shrink = writable.snapshot()
     writable.upsert_file(
         "extra/second.txt", smaller.turns, smaller.passages, smaller.vectors,
-        smaller.keyword_texts,
+        smaller.keyword_texts, sentences=smaller.sentences,
     )  # fmt: skip
     assert _rows_of(writable, original) == before
+    assert len(writable.sentences) == len(corpus.sentences) + len(smaller.sentences)
+    got = writable.sentences.of_turns(new_ids)
+    assert {t: s.tolist() for t, (s, _) in got.items()} == {
+        t: s.tolist() for t, (s, _) in smaller.sentences.of_turns(new_ids).items()
+    }
+    # a reader still serving the longer text skips rows written for another text of a turn
+    cut = [t for t in smaller.turns if t.text != before_shrink.turns[t.id].text]
+    assert cut and not set(before_shrink.sentences.of_turns([t.id for t in cut]))
     assert len(_rows_of(writable, "extra/second.txt")) == len(smaller.passages)
     assert set(writable.turns) == {t.id for t in corpus.turns} | {t.id for t in smaller.turns}
 
     # deleted: back to exactly the original index
     writable.delete_file("extra/second.txt")
+    assert writable.sentences.of_turns(new_ids) == {}
+    assert len(writable.sentences) == len(reference.sentences)
     assert writable.passages == reference.passages
     assert writable.turns == reference.turns
     assert "extra/second.txt" not in writable.manifest["corpus"]
@@ -456,6 +508,7 @@ def test_store_setting(monkeypatch):
     monkeypatch.setenv("QA_STORE", "/data/qa.db")
     assert store_setting() == "/data/qa.db" and is_milvus(store_setting())
     assert store_setting("http://milvus:19530") == "http://milvus:19530"
+    assert store_setting(" FAISS ") == "faiss"
     assert is_milvus("https://milvus.example:443")
 
 
