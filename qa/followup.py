@@ -24,6 +24,7 @@ PRONOUN = "pronoun"  # 他/她/这位专家 + a topic: that speaker, the new top
 MORE = "more"  # 他还说了什么 / 还有呢: the previous question again, minus what was shown
 SPEAKER_SWITCH = "speaker_switch"  # 那朱旭森呢: the previous question, another speaker
 OTHERS = "other_speakers"  # 其他专家怎么看: the previous question, the other speakers
+TOPIC_SWITCH = "topic_switch"  # 那数据安全呢: a new topic, the speaker the thread was about
 NO_ANTECEDENT = "no_antecedent"  # looks like a follow-up, but nothing to refer back to
 
 
@@ -93,6 +94,22 @@ _MORE_CUE = re.compile(
     re.IGNORECASE,
 )
 _PUNCT = re.compile(r"[\s\W_]+", re.UNICODE)
+
+# 那数据安全呢？ / 至于人才呢 / What about data security? — a bare topic, nothing asked of it.
+_ZH_TOPIC_ONLY = re.compile(
+    r"(?P<lead>那么?|那关于|至于|关于)?\s*(?P<topic>[^？?。！!，,]{1,16}?)\s*"
+    r"(?P<tail>呢|又如何|又怎样|怎么样)?\s*[？?。！!]*"
+)
+_EN_TOPIC_ONLY = re.compile(
+    r"(?:and |so |then |ok,? |okay,? )?(?:what|how) about (?P<topic>[^?]{1,60}?)\s*[?.!]*",
+    re.IGNORECASE,
+)
+# A topic that asks something of its own is a question, not a bare topic.
+_ASKS = re.compile(
+    r"什么|怎么|怎样|如何|哪|谁|吗|多少|几|为何|为什么|是否|看法|观点|认为|说|讲|谈"
+    r"|\b(?:it|this|that|them|these|those|him|her|you|me|us|why|how|what)\b",
+    re.IGNORECASE,
+)
 
 _HONORIFICS = "老师|教授|副教授|研究员|院长|副院长|所长|副所长|博士|先生|女士|理事|专家|学者"
 _EN_TITLES = r"(?:mr|ms|mrs|dr|prof|professor)\.?"
@@ -257,7 +274,42 @@ def resolve_followup(
         prev_q, prev_shown, _ = prev
         return FollowUp(prev_q, history[-1].speaker, MORE, exclude=prev_shown)
 
+    topic = _bare_topic(q)
+    if topic and history:
+        return _topic_switch(history[-1], topic, speakers)
     return FollowUp(q, None, NEW)
+
+
+def _bare_topic(q: str) -> str | None:
+    """The topic of 那数据安全呢 / What about data security?, or None for a real question."""
+    m = _EN_TOPIC_ONLY.fullmatch(q)
+    if m is None:
+        m = _ZH_TOPIC_ONLY.fullmatch(q)
+        # a follow-up by its form: 那… or …呢, not a one-word question of its own
+        if m is None or not (m.group("lead") or m.group("tail")):
+            return None
+    topic = m.group("topic").strip()
+    if not topic or _ASKS.search(topic) or _is_topicless(topic):
+        return None
+    return topic
+
+
+def _topic_switch(last: Context, topic: str, speakers: Sequence[str]) -> FollowUp:
+    """A new topic asked of the speaker the last turn was about (only if it was about one).
+
+    The speaker is the one the last question was restricted to or named, not the one its
+    reply happened to cite first: after 智慧城市有哪些瓶颈？, 那人才呢？ asks everyone.
+    """
+    speaker = last.speaker
+    if speaker is None:
+        named = {m[2] for m in find_speakers(last.question, speakers)}
+        speaker = next(iter(named)) if len(named) == 1 else None
+    if is_english(topic):
+        if speaker:
+            asked = f"What does {english_name(speaker)} say about {topic}?"
+            return FollowUp(asked, speaker, TOPIC_SWITCH)
+        return FollowUp(f"What do the experts say about {topic}?", None, TOPIC_SWITCH)
+    return FollowUp(f"{speaker or ''}怎么看{topic}？", speaker, TOPIC_SWITCH)
 
 
 def _previous(

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from .chat import ChatTurn, quoted
 from .engine import MAX_QUESTION_CHARS
 from .errors import BadQuestion
-from .followup import MORE, NO_ANTECEDENT, OTHERS, PRONOUN, SPEAKER_SWITCH
+from .followup import MORE, NO_ANTECEDENT, OTHERS, PRONOUN, SPEAKER_SWITCH, TOPIC_SWITCH
 from .types import Citation, SpeakerBlock, section_path
 
 # Characters Markdown (or KaTeX, or the chat's autolinker) would act on, as entities.
@@ -34,6 +34,7 @@ _FOLLOWUP_LABEL = {
     MORE: "继续追问",
     SPEAKER_SWITCH: "换一位专家",
     OTHERS: "其他专家",
+    TOPIC_SWITCH: "换个话题",
 }
 
 

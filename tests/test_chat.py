@@ -72,6 +72,17 @@ def test_api_chat_followups_move_on(app_server) -> None:
     assert speakers and "卢阳春" not in speakers
 
 
+def test_api_chat_topic_switch_keeps_the_speaker(app_server) -> None:
+    """那数字经济呢？ after a question to 卢阳春 asks her about the new topic."""
+    first = _chat(app_server, FIRST, [], k=3)
+    then = _chat(app_server, "那数字经济呢？", [first["context"]], k=3)
+    assert then["followup"] == "topic_switch" and then["speaker"] == "卢阳春"
+    assert then["question"] == "卢阳春怎么看数字经济？"
+    cited = then["answer"]["citations"]
+    assert cited and {c["speaker"] for c in cited} == {"卢阳春"}
+    assert "数字" in cited[0]["highlight"] or "经济" in cited[0]["highlight"]
+
+
 def test_api_chat_refuses_bad_history(app_server) -> None:
     url = app_server.url + "/api/chat"
     bad = [

@@ -11,6 +11,7 @@ from qa.followup import (
     OTHERS,
     PRONOUN,
     SPEAKER_SWITCH,
+    TOPIC_SWITCH,
     Context,
     FollowUp,
     english_name,
@@ -34,6 +35,7 @@ def ctx(
 
 H_LU = [ctx(Q_ELDERLY, "卢阳春", "朱旭森", ids=("a#7", "a#9"))]
 H_TOPIC = [ctx("智慧城市有哪些瓶颈？", "朱旭森", "蔡之兵")]
+H_NAMED = [Context("卢阳春怎么看老年人？", "卢阳春", "卢阳春", ("a#7",))]
 H_NONE: list[Context] = []
 H_UNANSWERED = [Context("今天天气怎么样？")]
 
@@ -119,6 +121,35 @@ CASES = [
         NEW,
     ),
     ("new-first-turn", H_NONE, Q_ELDERLY, Q_ELDERLY, None, NEW),
+    # 那X呢 with a topic X: the new topic, asked of the speaker the thread was about
+    ("topic-named", H_NAMED, "那数字经济呢？", "卢阳春怎么看数字经济？", "卢阳春", TOPIC_SWITCH),
+    ("topic-bare-ne", H_NAMED, "人才呢", "卢阳春怎么看人才？", "卢阳春", TOPIC_SWITCH),
+    ("topic-zhiyu", H_NAMED, "至于数据安全呢？", "卢阳春怎么看数据安全？", "卢阳春", TOPIC_SWITCH),
+    (
+        "topic-en",
+        H_NAMED,
+        "What about talent?",
+        "What does Lu Yangchun say about talent?",
+        "卢阳春",
+        TOPIC_SWITCH,
+    ),
+    # a thread about no one speaker (only cited one): the new topic for everyone
+    ("topic-unnamed", H_TOPIC, "那人才呢？", "怎么看人才？", None, TOPIC_SWITCH),
+    (
+        "topic-unnamed-en",
+        H_TOPIC,
+        "And what about talent?",
+        "What do the experts say about talent?",
+        None,
+        TOPIC_SWITCH,
+    ),
+    # …but a 那…呢 that asks something of its own is a question, and a bare word is too
+    ("topic-why", H_NAMED, "那为什么呢？", "那为什么呢？", None, NEW),
+    ("topic-how", H_NAMED, "那具体怎么做呢？", "那具体怎么做呢？", None, NEW),
+    ("topic-it", H_NAMED, "How about it?", "How about it?", None, NEW),
+    ("one-word", H_NAMED, "数字经济", "数字经济", None, NEW),
+    ("question-ne", H_NAMED, "智慧城市有哪些短板呢？", "智慧城市有哪些短板呢？", None, NEW),
+    ("topic-no-history", H_NONE, "那人才呢？", "那人才呢？", None, NEW),
     # follow-ups with nothing to refer back to
     ("no-history-pronoun", H_NONE, "他还说了什么？", "他还说了什么？", None, NO_ANTECEDENT),
     ("no-history-switch", H_NONE, "那朱旭森呢？", "那朱旭森呢？", "朱旭森", NO_ANTECEDENT),
