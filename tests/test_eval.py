@@ -159,7 +159,7 @@ def test_generated_negatives_are_reproducible_split_and_absent(page):
     items, _ = generate(PAGE.read_text(encoding="utf-8"))
     assert _raw(NEGATIVES) == items, "run eval/generate_negatives.py"
     assert len(items) >= 300
-    assert {i["kind"] for i in items} == {"gen_speaker_topic", "gen_count"}
+    assert {i["kind"] for i in items} == {"gen_speaker_topic", "gen_count", "gen_when"}
     assert {i["split"] for i in items} == {"dev", "test"}
     assert {i["lang"] for i in items} == {"zh", "en"}
     for item in items:
