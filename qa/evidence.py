@@ -102,7 +102,8 @@ class Figure:
 # name or count question (one block per expert answers it).
 _ASKS_DATE = re.compile(
     r"什么时候|什么时间|哪一年|哪年|哪一天|哪天|何时|几月|几号|哪个月|"
-    r"\bwhen\b|\b(?:what|which) (?:year|month|date|day)\b|\bin what year\b",
+    r"^\W*when\b|\bwhen (?:did|was|were|will|is|are|does|do|has|have)\b|"
+    r"\b(?:what|which) (?:year|month|date|day)\b",
     re.I,
 )
 _HAS_DATE = re.compile(
@@ -187,9 +188,9 @@ def _counted(q: Question, at: int) -> tuple[str, ...]:
     the page uses, the most specific thing named (贫困发生率降到了多少: 发生率, not the verb
     降到, which the page writes 降至, nor 重庆, which is everywhere), or for English the
     first word after it, as its forms (first two characters)."""
-    if q.english:
+    if q.english:  # the first two words after it (black-tech products: 黑科技 by "black")
         after = [w for w in q.words if q.text.lower().find(w.label.lower(), at) >= 0]
-        return tuple(f[:2] for f in after[0].forms) if after else ()
+        return tuple(dict.fromkeys(f[:2] for w in after[:2] for f in w.forms))
     before = [
         w for w in q.words if 0 <= q.text.find(w.label) < at and len(w.label) > 1 and w.passages
     ]
@@ -274,6 +275,8 @@ FEATURES = (
     # is weaker evidence than one whose names, pinyin or own words are on the page
     "sense_part",  # rarity-weighted share of the question matched only through senses
     "sense_only",  # 1 when every word found in the top turn is a sense and no one is named
+    "typed",  # 1 when the question asks for a figure, date, place or name and a matched
+    # sentence states one near the thing asked about (the check passed: evidence for)
 )
 INTERACTIONS = tuple(f for f in FEATURES if "*" in f)
 
@@ -360,7 +363,7 @@ def signals(r: Retrieval, total: int) -> Signals:
         base.update(
             english=float(q.english), unknown=unknown, no_words=1.0, odd=_odd(q.original),
             unknown_count=min(len(long_never), 3) / 3, unknown_general=general,
-            sense_part=0.0, sense_only=0.0,
+            sense_part=0.0, sense_only=0.0, typed=0.0,
         )
         return Signals(_with_interactions(base), True, unfound)
     top = _turn_text(hits[0])
@@ -406,7 +409,9 @@ def signals(r: Retrieval, total: int) -> Signals:
             and all(w.sense for w in in_top)
         ),
     }
-    return Signals(_with_interactions(base), figure_found(q, hits), unfound)
+    found_type = figure_found(q, hits)
+    base["typed"] = float(found_type and asks_type(q) is not None)
+    return Signals(_with_interactions(base), found_type, unfound)
 
 
 # -- the model ----------------------------------------------------------------------------
