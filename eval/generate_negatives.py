@@ -2,12 +2,14 @@
 
     python eval/generate_negatives.py [--corpus FILE] [--out FILE]
 
-Two rules, both checked against the page so that no generated question has an answer there:
+Three rules, each checked against the page so that no generated question has an answer there:
 
 * a named author or expert × a common policy or everyday topic the page never mentions
   (the topic, and for English its Chinese equivalent, must not occur in the corpus at all);
 * "how many" about a thing the page does mention but never with a number (no digit and no
-  百/千/万 in the few characters before any occurrence).
+  百/千/万 in the few characters before any occurrence);
+* "when" about a thing the page names but never with a date (no year, month, day or
+  今年/去年 within a clause of any occurrence).
 
 The output is deterministic (same corpus, same file), split dev/test by eval/split.py's
 rule, and is reported apart from the hand-written questions by run_eval.py.
@@ -106,6 +108,30 @@ EN_COUNT_TEMPLATE = "How many {thing} are there in Chongqing?"
 
 _NUMBER_BEFORE = re.compile(r"[0-9０-９百千万]")
 
+DATED = [  # (thing as the page writes it, English) — named, never with a date
+    ("国家级互联网骨干直联点", "the national internet backbone direct connection point"),
+    ("重庆数据中心", "the Chongqing data centre"),
+    ("国际互联网数据专用通道", "the international internet data channel"),
+    ("重庆智谷", "Chongqing Zhigu"),
+    ("两江智慧体验园", "the Liangjiang Smart Experience Park"),
+    ("科学城", "the Western (Chongqing) Science City"),
+    ("绿色智能技术研究院", "the Chongqing Institute of Green and Intelligent Technology"),
+    ("重庆两江人工智能学院", "the Liangjiang Institute of Artificial Intelligence"),
+    ("国家数字经济创新发展试验区", "the national digital economy pilot zone"),
+    ("国家新一代人工智能创新发展试验区", "the new-generation AI pilot zone"),
+    ("云长制", "the cloud chief system"),
+    ("渝快办", "Yukuaiban"),
+    ("大城智管", "the Dacheng Zhiguan system"),
+    ("中欧绿色智慧城市峰会", "the China-EU Green and Smart City Summit"),
+    ("数字重庆云平台", "the Digital Chongqing cloud platform"),
+    ("城市智能中枢", "the city intelligence hub"),
+    ("扫黑除恶专项行动", "the campaign against organised crime"),
+    ("信用重庆", "Credit Chongqing"),
+]
+ZH_WHEN_TEMPLATES = ("{thing}是什么时候建成的？", "{thing}是哪一年开始的？")
+EN_WHEN_TEMPLATE = "When was {thing} set up?"
+_DATE = re.compile(r"(?:19|20)[0-9]{2}年?|[0-9]{1,2}月|[0-9]{1,2}[日号]|[今去明前]年|年[底初]")
+
 
 def absent(term: str, page: str) -> bool:
     """The topic does not occur in the page at all."""
@@ -118,6 +144,15 @@ def mentioned_without_number(term: str, page: str, window: int = 6) -> bool:
     starts = [m.start() for m in re.finditer(re.escape(term), page)]
     return bool(starts) and not any(
         _NUMBER_BEFORE.search(page[max(0, s - window) : s]) for s in starts
+    )
+
+
+def named_without_date(term: str, page: str, window: int = 30) -> bool:
+    """The page names the thing, but no occurrence has a date within ``window`` characters."""
+    term = squash(term)
+    spans = [(m.start(), m.end()) for m in re.finditer(re.escape(term), page)]
+    return bool(spans) and not any(
+        _DATE.search(page[max(0, a - window) : b + window]) for a, b in spans
     )
 
 
@@ -150,6 +185,15 @@ def generate(page_text: str) -> tuple[list[dict], list[str]]:
             items.append(_item("gc", len(items), q, "gen_count", "zh", []))
         q = EN_COUNT_TEMPLATE.format(thing=english)
         items.append(_item("gc", len(items), q, "gen_count", "en", []))
+    for thing, english in DATED:
+        if not named_without_date(thing, page):
+            dropped.append(thing)
+            continue
+        for template in ZH_WHEN_TEMPLATES:
+            q = template.format(thing=thing)
+            items.append(_item("gw", len(items), q, "gen_when", "zh", []))
+        q = EN_WHEN_TEMPLATE.format(thing=english)
+        items.append(_item("gw", len(items), q, "gen_when", "en", []))
     return assign_splits(items), dropped
 
 

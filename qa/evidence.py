@@ -34,7 +34,9 @@ HIGH, LOW, REFUSE = "high", "low", "refuse"
 # -- answer types: a count or amount must be stated in the sentence that matched ---------
 
 _CN_DIGIT = "零〇一二两三四五六七八九十百千万亿"
-_NUM = rf"[0-9][0-9.,]*|[{_CN_DIGIT}]{{2,}}|百分之[{_CN_DIGIT}]+"
+# an approximate figure is a figure too: 上百项, 数十个, 近千家, 几十万户, 逾万人
+_ABOUT = r"(?:上|数|几|近|逾|约|超过?)[十百千万亿]{1,2}"
+_NUM = rf"[0-9][0-9.,]*|{_ABOUT}|[{_CN_DIGIT}]{{2,}}|百分之[{_CN_DIGIT}]+"
 _MEASURE = "个家户人名位项条座所次场件台套辆款种批元届"  # measure words a count ends with
 _ASKS_MONEY = re.compile(
     r"多少钱|价格|票价|费用|花费|金额|\bhow much\b|\bprice\b|\bcost\b", re.I
@@ -76,17 +78,108 @@ _ANY_FIGURE = re.compile(rf"{_quantity(None).pattern}|{_HAS_MONEY.pattern}")
 
 @dataclass(frozen=True)
 class Figure:
-    """What a count or amount question asks for."""
+    """What a count, amount, date, place or name question asks for: the kind of answer
+    the sentence that matched must state, near the thing asked about."""
 
-    pattern: re.Pattern  # the figure
+    pattern: re.Pattern  # the figure (a date, a place, a name)
     nouns: tuple[str, ...]  # the thing counted, any of these forms (empty when not named)
+    kind: str = "figure"  # "figure" | "date" | "place" | "name"
+    near: int = NOUN_NEAR  # characters either side of the match the noun must be within
 
     def in_text(self, text: str) -> bool:
         for m in self.pattern.finditer(text):
-            near = text[max(0, m.start() - NOUN_NEAR) : m.end() + NOUN_NEAR].lower()
+            near = text[max(0, m.start() - self.near) : m.end() + self.near].lower()
             if not self.nouns or any(n in near for n in self.nouns):
                 return True
         return False
+
+
+# -- answer types: a date, a place, a person's name ----------------------------------------
+# 什么时候 / when asks for a date: a year, a month, a day, 今年 (近年来, 当前, 未来 are not
+# dates); 哪个城市 / where … held asks for a place; 谁 / 哪位 / who asks for a person, and the
+# speaker of a turn that matched is one (来自…的专家是哪位？ is answered by the bio line).
+# 在哪里 alone is not a place question (短板在哪里？ asks for shortcomings), nor 几位专家 a
+# name or count question (one block per expert answers it).
+_ASKS_DATE = re.compile(
+    r"什么时候|什么时间|哪一年|哪年|哪一天|哪天|何时|几月|几号|哪个月|"
+    r"^\W*when\b|\bwhen (?:did|was|were|will|is|are|does|do|has|have)\b|"
+    r"\b(?:what|which) (?:year|month|date|day)\b",
+    re.I,
+)
+_HAS_DATE = re.compile(
+    rf"(?<![0-9])(?:1[89]|20)[0-9]{{2}}(?![0-9])\s*年?|(?<![0-9.])[0-9]{{1,2}}\s*月|"
+    rf"(?<![0-9.])[0-9]{{1,2}}\s*[日号]|[{_CN_DIGIT}]{{1,3}}月|[今去明前]年|年[底初中]|"
+    r"[上下]半年|\b(?:january|february|march|april|may|june|july|august|september|"
+    r"october|november|december)\b",
+    re.I,
+)
+_PLACE_VERB = r"(?:举办|举行|召开|建设?|设立?|落户|成立|开|办|位于|在)"
+_ASKS_PLACE = re.compile(
+    r"哪(?:个|座|些)(?:城市|地方|省|市|区|县|国家)|什么地方|在哪(?:里|儿)?" + _PLACE_VERB + r"|"
+    r"(?:举办|举行|召开|建|设|落户|成立|位于)(?:在)?哪(?:里|儿)|"
+    r"\bwhere\b.*\b(?:held|located|built|based|hosted|set up|take place|took place|"
+    r"headquartered)\b|\b(?:which|what) (?:city|cities|province|district|country|place)\b",
+    re.I,
+)
+_HAS_PLACE = re.compile(
+    r"重庆|成都|成渝|四川|欧洲|中国|全国|西部|北京|上海|巴渝|两江|中新|杭州|深圳|广州|"
+    r"[\u4e00-\u9fff]{1,6}(?:省|市(?![场民])|区(?![域块别])|县|镇|乡|村|街道|园区|科学城|"
+    r"智谷|体验园|展馆|学院|大学|党校|研究院|研究所|研究会|研究中心|办公厅)"
+)
+_ASKS_NAME = re.compile(
+    r"(?<![几多])谁|哪(?:一)?位(?!专家们)|哪个人|什么人|叫什么名字|姓什么|"
+    r"\bwho(?:se|m)?\b|\bwhich (?:expert|scholar|speaker|author|person|professor)\b",
+    re.I,
+)
+_HAS_NAME = re.compile(
+    r"(?:教授|研究员|院长|所长|理事|主任|书记|市长|记者|专家|学者)[\u4e00-\u9fff]{2,3}|"
+    r"[\u4e00-\u9fff]{2,3}(?:教授|研究员|院长|所长|先生|女士|同志)"
+)
+NAME_NEAR = 24  # a date, place or name may sit a clause away from the thing asked about
+_SEVERAL = re.compile(
+    r"[几多]位(?:专家|嘉宾|学者|受访者)|多少位(?:专家|嘉宾|学者)|"
+    r"\bhow many (?:experts|speakers|scholars|interviewees|people (?:were|are) interviewed)\b",
+    re.I,
+)
+PERSON_KINDS = ("answer", "commentary", "bio")
+
+
+def _topic(q: Question, asked: re.Match | None, every: bool = False) -> tuple[str, ...]:
+    """The thing a date/place/name question is about: the question's rarest word that
+    the page uses (not the asking words), as its forms' first two characters; with
+    ``every``, any of its words the page uses (who: the speaker answers for the turn)."""
+    span = (asked.start(), asked.end()) if asked else (0, 0)
+    words = [
+        w
+        for w in q.words
+        if w.passages
+        and (len(w.label) > 1 or q.english)
+        and not (span[0] <= q.text.lower().find(w.label.lower()) < span[1])
+    ]
+    if not words:
+        return ()
+    chosen = words if every else [min(words, key=lambda w: w.passages)]
+    forms = [f for w in chosen for f in (w.forms if q.english else (w.label,))]
+    return tuple(dict.fromkeys(f[:2] for f in forms if f))
+
+
+def asks_type(q: Question) -> Figure | None:
+    """The kind of answer the question asks for (a figure, a date, a place, a name);
+    None when any passage may answer it."""
+    figure = asks_figure(q)
+    if figure is not None:
+        return figure
+    if _SEVERAL.search(q.text):
+        return None
+    for kind, asks, has in (
+        ("date", _ASKS_DATE, _HAS_DATE),
+        ("place", _ASKS_PLACE, _HAS_PLACE),
+        ("name", _ASKS_NAME, _HAS_NAME),
+    ):
+        m = asks.search(q.text)
+        if m:
+            return Figure(has, _topic(q, m, every=kind == "name"), kind, NAME_NEAR)
+    return None
 
 
 def _counted(q: Question, at: int) -> tuple[str, ...]:
@@ -95,9 +188,9 @@ def _counted(q: Question, at: int) -> tuple[str, ...]:
     the page uses, the most specific thing named (贫困发生率降到了多少: 发生率, not the verb
     降到, which the page writes 降至, nor 重庆, which is everywhere), or for English the
     first word after it, as its forms (first two characters)."""
-    if q.english:
+    if q.english:  # the first two words after it (black-tech products: 黑科技 by "black")
         after = [w for w in q.words if q.text.lower().find(w.label.lower(), at) >= 0]
-        return tuple(f[:2] for f in after[0].forms) if after else ()
+        return tuple(dict.fromkeys(f[:2] for w in after[:2] for f in w.forms))
     before = [
         w for w in q.words if 0 <= q.text.find(w.label) < at and len(w.label) > 1 and w.passages
     ]
@@ -107,6 +200,8 @@ def _counted(q: Question, at: int) -> tuple[str, ...]:
 def asks_figure(q: Question) -> Figure | None:
     """The kind of figure the question asks for; None for other questions."""
     if _ASKS_ID.search(q.text):  # 编号是多少 asks for a code, not a count
+        return None
+    if _SEVERAL.search(q.text):  # 几位专家: one block per expert, not a figure
         return None
     if _ASKS_MONEY.search(q.text):
         return Figure(_HAS_MONEY, ())
@@ -122,15 +217,24 @@ def asks_figure(q: Question) -> Figure | None:
 
 
 def figure_found(q: Question, hits: tuple[Hit, ...]) -> bool:
-    """A count/amount question: is such a figure, near the thing counted, in a matched
-    sentence of a top turn? (Not anywhere in a long answer: a sentence that matched.)"""
-    figure = asks_figure(q)
+    """A count/amount/date/place/name question: is such an answer, near the thing asked
+    about, in a matched sentence of a top turn? (Not anywhere in a long answer: a
+    sentence that matched.) For a name, the speaker of a turn whose matched sentence or
+    title names the thing is the answer."""
+    figure = asks_type(q)
     if figure is None:
         return True
     for h in hits[:3]:
+        person = bool(h.turn.speaker) and h.turn.kind in PERSON_KINDS
+        title = (h.turn.speaker_title or "").lower()
         for s in h.sentences[:3]:
-            if figure.in_text(h.turn.text[s.start : s.end]):
+            text = h.turn.text[s.start : s.end]
+            if figure.in_text(text):
                 return True
+            if figure.kind == "name" and person:
+                low = text.lower()
+                if not figure.nouns or any(n in low or n in title for n in figure.nouns):
+                    return True
     return False
 
 
@@ -167,6 +271,12 @@ FEATURES = (
     "english*unknown",
     "english*cover",
     "sentence*unknown",
+    # an English question found only through dictionary senses (rain → 下雨, view → 看法)
+    # is weaker evidence than one whose names, pinyin or own words are on the page
+    "sense_part",  # rarity-weighted share of the question matched only through senses
+    "sense_only",  # 1 when every word found in the top turn is a sense and no one is named
+    "typed",  # 1 when the question asks for a figure, date, place or name and a matched
+    # sentence states one near the thing asked about (the check passed: evidence for)
 )
 INTERACTIONS = tuple(f for f in FEATURES if "*" in f)
 
@@ -253,6 +363,7 @@ def signals(r: Retrieval, total: int) -> Signals:
         base.update(
             english=float(q.english), unknown=unknown, no_words=1.0, odd=_odd(q.original),
             unknown_count=min(len(long_never), 3) / 3, unknown_general=general,
+            sense_part=0.0, sense_only=0.0, typed=0.0,
         )
         return Signals(_with_interactions(base), True, unfound)
     top = _turn_text(hits[0])
@@ -289,8 +400,18 @@ def signals(r: Retrieval, total: int) -> Signals:
         ),
         "unknown_count": min(len(long_never), 3) / 3,
         "unknown_general": general,
+        "sense_part": _share(
+            [w for w in words if w.sense], weights, whole if words else 0.0, texts
+        ),
+        "sense_only": float(
+            not q.speakers
+            and bool(in_top := [w for w in words if any(f in top for f in w.forms)])
+            and all(w.sense for w in in_top)
+        ),
     }
-    return Signals(_with_interactions(base), figure_found(q, hits), unfound)
+    found_type = figure_found(q, hits)
+    base["typed"] = float(found_type and asks_type(q) is not None)
+    return Signals(_with_interactions(base), found_type, unfound)
 
 
 # -- the model ----------------------------------------------------------------------------

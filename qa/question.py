@@ -70,6 +70,7 @@ class Word:
     forms: tuple[str, ...]  # Chinese words that show it is there (itself for Chinese)
     passages: int  # how many passages use it (the rarest form); 0 = the corpus never does
     share: float  # passages / all passages: lower is rarer
+    sense: bool = False  # an English word found only through its dictionary senses
 
     @property
     def rare(self) -> bool:
@@ -265,15 +266,20 @@ class Analyser:
 
     def _words(self, text: str, cut: list[str], english: bool, named: list[str]) -> list[Word]:
         content = list(dict.fromkeys(_content_words(text, cut, named)))
+        sensed: set[str] = set()  # labels that stand for dictionary senses
         if english:
-            pairs = self._english_pairs(text, named)
+            pairs, read = self._english_split(text, named)
+            sensed = {label for label, _ in pairs}
+            pairs += read
             # a mixed question (Tencent、Alibaba这些公司在重庆设立了什么？): its Chinese words too
             pairs += [(w, (w,)) for w in content if re.search(r"[\u4e00-\u9fff]", w)]
         else:
             # a Chinese question's English words the corpus does not use (Big data智能化企业,
             # yukuaiban是什么) stand for their Chinese senses, in the question's order
             foreign = [w for w in content if w.isascii() and w.isalpha() and not self._count(w)]
-            senses = self._english_pairs(" ".join(foreign), named) if foreign else []
+            found, read = self._english_split(" ".join(foreign), named) if foreign else ([], [])
+            sensed = {label for label, _ in found}
+            senses = found + read
             phrase_of = {part: pair for pair in senses for part in pair[0].split()}
             pairs = []
             for w in content:
@@ -285,7 +291,8 @@ class Analyser:
             counts = {f: self._count(f) for f in forms}
             used = sorted((f for f in forms if counts[f]), key=lambda f: -counts[f])
             count = max(counts.values())
-            words.append(Word(label, tuple(used or forms), count, count / self._n))
+            sense = label in sensed and label not in forms
+            words.append(Word(label, tuple(used or forms), count, count / self._n, sense))
         # the parts of a word the corpus never uses (个人, 所得 of 个人所得税) are not
         # evidence: the whole word is what was asked about
         never = [w.label for w in words if not w.passages]
@@ -294,6 +301,13 @@ class Analyser:
     def _english_pairs(self, text: str, named: list[str]) -> list[tuple[str, tuple[str, ...]]]:
         """An English text's words and phrases with the Chinese words for them: the
         dictionary's senses, then what no dictionary knows read as pinyin."""
+        senses, read = self._english_split(text, named)
+        return senses + read
+
+    def _english_split(
+        self, text: str, named: list[str]
+    ) -> tuple[list[tuple[str, tuple[str, ...]]], list[tuple[str, tuple[str, ...]]]]:
+        """``_english_pairs`` as (dictionary senses, pinyin readings)."""
         # a one-character sense (前, 头 for "top") matches everything: words only
         pairs = [
             (label, tuple(f for f in forms if len(f) > 1))
@@ -305,7 +319,7 @@ class Analyser:
         read = self._pinyin_pairs(english_words(text), known, named)
         # a dictionary word inside a name in pinyin (the ban of Yu Kuai Ban) is the name's
         covered = {w for label, _ in read for w in label.split()}
-        return [p for p in pairs if not set(p[0].split()) <= covered] + read
+        return [p for p in pairs if not set(p[0].split()) <= covered], read
 
     def _pinyin_pairs(
         self, words: list[str], known: set[str], named: list[str]

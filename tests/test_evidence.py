@@ -149,3 +149,69 @@ def test_a_low_confidence_answer_says_so(engine):
 def test_keyword_mode_is_judged_on_words_alone(engine):
     assert engine.ask("卢阳春 老年人", mode="keyword").answerable
     assert not engine.ask("重庆 火锅", mode="keyword").answerable
+
+
+@pytest.mark.parametrize(
+    ("question", "kind", "found"),
+    [
+        # a date must be in the sentence that matched, near the thing asked about
+        ("重庆人均地区生产总值是哪一年突破1万美元的？", "date", True),  # 2019年，…突破1万美元
+        ("重庆什么时候获批建设国家数字经济创新发展试验区？", "date", False),  # no date given
+        ("智博会是什么时候举办的？", "date", False),  # 刚刚闭幕, 本届: not dates
+        # a place
+        ("两江智慧体验园在哪个城市？", "place", True),
+        # a name: the speaker of the matched turn (a bio line) is the name
+        ("来自成都师范学院的专家是哪位？", "name", True),
+        ("谁提出了“三长三短”的说法？", "name", True),
+        # an approximate figure is a figure
+        ("本届智博会有多少项黑科技亮相？", "figure", True),  # 上百项
+    ],
+)
+def test_a_date_place_or_name_question_needs_one_in_a_matched_sentence(
+    engine, question, kind, found
+):
+    q = engine.retriever.analyse(question)
+    r = engine.retriever.search(q)
+    assert evidence.asks_type(q).kind == kind
+    assert evidence.figure_found(q, r.hits) is found
+    if not found:
+        assert engine.ask(question).answerable is False
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "重庆智慧名城建设的短板在哪里？",  # 在哪里 alone: shortcomings, not a place
+        "How can an intelligent medical system help when hospitals are crowded?",  # when: a clause
+        "这次专访请了哪几位专家？",  # several experts: one block each, not a name or a count
+        "本报专访了几位专家？",
+        "How many experts did the paper interview?",
+    ],
+)
+def test_questions_that_are_not_date_place_name_or_count_questions(engine, question):
+    assert evidence.asks_type(engine.retriever.analyse(question)) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "unit", "matches"),
+    [
+        ("本届智博会有上百项“黑科技”闪亮登场", "项", True),
+        ("建成数十个数据中心", None, True),
+        ("近千家企业入驻", "家", True),
+        ("惠及几十万户家庭", "户", True),
+        ("几个方面", None, False),
+    ],
+)
+def test_approximate_figures_count(text, unit, matches):
+    assert bool(evidence._quantity(unit).search(text)) is matches
+
+
+def test_an_english_word_found_only_through_its_senses_is_marked(engine):
+    q = engine.retriever.analyse("What does Sun Jinhua think about housing prices?")
+    assert any(w.sense for w in q.words)
+    q = engine.retriever.analyse("What did Cai Zhibing say about the Yukuaiban platform?")
+    assert not next(w for w in q.words if "渝快办" in w.forms).sense  # read as pinyin
+    _, s = _signals(engine, "How can traffic lights be made smarter?")
+    assert s["sense_part"] > 0 and s["sense_only"] == 1
+    _, s = _signals(engine, "重庆有多少家大数据智能化企业？")
+    assert s["sense_part"] == 0 and s["sense_only"] == 0 and s["typed"] == 1
