@@ -863,6 +863,11 @@ def load_index(index_dir: Path) -> IndexStore:
     turns = {t.id: t for t in turn_list}
     if any(p.turn_id not in turns for p in passages):
         raise _corrupt(index_dir, "a passage refers to a missing turn")
+    if REUSE in files:  # read by updates only, but a damaged file is never trusted
+        if not (index_dir / REUSE).is_file():
+            raise IndexProblem(f"index at {index_dir} is incomplete ({REUSE} missing): {REBUILD}")
+        if _sha256_file(index_dir / REUSE) != files[REUSE]["sha256"]:
+            raise _corrupt(index_dir, f"{REUSE} checksum mismatch")
     sentences = None
     if SENTENCES in files:  # -- sentence-level evidence (helper "quality") --
         path = index_dir / SENTENCES
