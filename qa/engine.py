@@ -19,6 +19,7 @@ import json
 import threading
 import time
 import unicodedata
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,23 +171,37 @@ def build(
     t0 = time.perf_counter()
     hashes = corpus_fingerprint(files)
     previous, why = (None, "no index yet")
-    if Path(index).exists():
-        previous, why = store_mod.previous_build(
-            index, embedder.name, passage_settings(), loaded=loaded
-        )
-    if previous is not None:
-        change = store_mod.corpus_change(previous.manifest["corpus"], hashes)
-        text_of = dict(files)
-        new_files: dict[str, IndexPieces] = {}
-        lines = []
-        for source in change.to_index:
-            t1 = time.perf_counter()
-            new_files[source] = index_pieces([(source, text_of[source])], embedder, progress)
-            verb = "added" if source in change.added else "changed"
-            lines.append(
-                f"{verb}: {source} ({len(new_files[source].passages)} passages, "
-                f"{time.perf_counter() - t1:.1f} s)"
+    manifest = store_mod.read_manifest(index)[0] if Path(index).exists() else None
+    new_files: dict[str, IndexPieces] = {}
+    lines = []
+    if manifest is None or manifest["model"] != embedder.name or (
+        manifest["settings"] != passage_settings()
+    ):
+        if Path(index).exists():  # why not: the reason in words
+            previous, why = store_mod.previous_build(
+                index, embedder.name, passage_settings(), loaded=loaded
             )
+    else:
+        # the changed files are known from the manifest: embed them while the rest of the
+        # previous build is read (the embedding runs in worker processes)
+        change = store_mod.corpus_change(manifest["corpus"], hashes)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="qa-read-index") as pool:
+            job = pool.submit(
+                store_mod.previous_build, index, embedder.name, passage_settings(), loaded
+            )
+            text_of = dict(files)
+            for source in change.to_index:
+                t1 = time.perf_counter()
+                new_files[source] = index_pieces([(source, text_of[source])], embedder, progress)
+                verb = "added" if source in change.added else "changed"
+                lines.append(
+                    f"{verb}: {source} ({len(new_files[source].passages)} passages, "
+                    f"{time.perf_counter() - t1:.1f} s)"
+                )
+            previous, why = job.result()
+        if previous is not None and previous.manifest["corpus"] != manifest["corpus"]:
+            previous, why = None, "the index changed while it was being updated"
+    if previous is not None:
         by_source: dict[str, int] = {}
         for p in previous.passages:
             by_source[p.source] = by_source.get(p.source, 0) + 1
