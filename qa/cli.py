@@ -98,6 +98,8 @@ def cmd_index(args: argparse.Namespace) -> int:
     check_buildable(index)  # a wrong --index fails now, not after loading the model
     embedder = load_embedder(model_setting(args.model), progress=_progress)
     built = build(corpus, index, embedder, progress=_progress)
+    for line in built.changes or ["unchanged: the index matches the corpus"]:
+        print(line)
     files = len(built.manifest.get("corpus", {}))
     turns = {p.turn_id for p in built.passages}
     speakers = {built.turns[t].speaker for t in turns if built.turns[t].speaker}

@@ -19,6 +19,7 @@ import json
 import threading
 import time
 import unicodedata
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,15 +155,76 @@ def build(
     embedder: Embedder,
     progress: Progress = print,
     files: list[tuple[str, str]] | None = None,
+    loaded: store_mod.IndexStore | None = None,
 ) -> store_mod.IndexStore:
-    """Parse → chunk → embed → write the index atomically; returns the loaded index.
+    """Bring the index up to date with the corpus, atomically; returns the loaded index.
 
-    ``files`` is the corpus as already read (``read_corpus``), so it is not read twice.
+    Only added and changed files are parsed and embedded when the previous build can be
+    reused (same model, passage recipe and tokenizer, intact); otherwise everything is.
+    ``files`` is the corpus as already read (``read_corpus``), so it is not read twice;
+    ``loaded`` the index already in memory (a server's), so it is not read again. The
+    returned store's ``changes`` says what was done, one line per file.
     Refuses an index path it could not replace before reading or embedding anything.
     """
     store_mod.check_buildable(index)
     files = read_corpus(corpus) if files is None else files
     t0 = time.perf_counter()
+    hashes = corpus_fingerprint(files)
+    previous, why = (None, "no index yet")
+    manifest = store_mod.read_manifest(index)[0] if Path(index).exists() else None
+    new_files: dict[str, IndexPieces] = {}
+    lines = []
+    if manifest is None or manifest["model"] != embedder.name or (
+        manifest["settings"] != passage_settings()
+    ):
+        if Path(index).exists():  # why not: the reason in words
+            previous, why = store_mod.previous_build(
+                index, embedder.name, passage_settings(), loaded=loaded
+            )
+    else:
+        # the changed files are known from the manifest: embed them while the rest of the
+        # previous build is read (the embedding runs in worker processes)
+        change = store_mod.corpus_change(manifest["corpus"], hashes)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="qa-read-index") as pool:
+            job = pool.submit(
+                store_mod.previous_build, index, embedder.name, passage_settings(), loaded
+            )
+            text_of = dict(files)
+            for source in change.to_index:
+                t1 = time.perf_counter()
+                new_files[source] = index_pieces([(source, text_of[source])], embedder, progress)
+                verb = "added" if source in change.added else "changed"
+                lines.append(
+                    f"{verb}: {source} ({len(new_files[source].passages)} passages, "
+                    f"{time.perf_counter() - t1:.1f} s)"
+                )
+            previous, why = job.result()
+        if previous is not None and previous.manifest["corpus"] != manifest["corpus"]:
+            previous, why = None, "the index changed while it was being updated"
+    if previous is not None:
+        by_source: dict[str, int] = {}
+        for p in previous.passages:
+            by_source[p.source] = by_source.get(p.source, 0) + 1
+        lines += [f"removed: {s} ({by_source.get(s, 0)} passages)" for s in change.removed]
+        if change.unchanged:
+            n = len(change.unchanged)
+            lines.append(f"unchanged: {n} file{'s' if n != 1 else ''}")
+        updated = None
+        if change.any or previous.manifest["corpus"] != hashes:
+            updated = store_mod.update_index(
+                index, previous, change, new_files, embedder.name, hashes,
+                settings=passage_settings(), progress=progress,
+            )
+        elif loaded is not None and loaded.manifest == previous.manifest:
+            updated = loaded
+        else:
+            updated = store_mod.load_index(index)
+        if updated is not None:
+            updated.changes = lines
+            progress(f"index updated in {time.perf_counter() - t0:.1f} s at {index}")
+            return updated
+        why = "the previous rows are not laid out file by file"
+    progress(f"building the whole index ({why})")
     pieces = index_pieces(files, embedder, progress)
     store_mod.build_index(
         index,
@@ -170,14 +232,16 @@ def build(
         pieces.passages,
         pieces.vectors,
         model_name=embedder.name,
-        corpus_hashes=corpus_fingerprint(files),
+        corpus_hashes=hashes,
         progress=progress,
         keyword_texts=pieces.keyword_texts,
         settings=passage_settings(),
         sentences=pieces.sentences,
     )
     progress(f"index built in {time.perf_counter() - t0:.1f} s at {index}")
-    return store_mod.load_index(index)
+    built = store_mod.load_index(index)
+    built.changes = [f"built: {len(files)} file(s), {len(built.passages)} passages ({why})"]
+    return built
 
 
 def embed_sentences(
@@ -489,7 +553,8 @@ class Engine:
         progress(f"rebuilding the index in the background ({reason})")
         self._set("rebuilding")
         try:
-            built = build(self.corpus_dir, self.index_dir, self.embedder, progress, files=files)
+            built = build(self.corpus_dir, self.index_dir, self.embedder, progress, files=files,
+                          loaded=self.store)
         except QAError as exc:
             self._set("stale", [f"serving an out-of-date index ({reason}): {exc}"])
             progress(f"warning: rebuild failed, still serving the old index: {exc}")
@@ -498,6 +563,8 @@ class Engine:
         with self._lock:
             self._served = served
             self._status, self._warnings = "ok", []
+        for line in built.changes:
+            progress(f"index: {line}")
         progress(f"new index in service ({len(built.passages)} passages)")
         return True
 

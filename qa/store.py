@@ -28,6 +28,7 @@ import zipfile
 from array import array
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -51,7 +52,10 @@ PASSAGES = "passages.json"
 TURNS = "turns.json"
 DATA_FILES = (VECTORS, BM25, PASSAGES, TURNS)
 SENTENCES = "sentences.npz"  # optional: sentence spans + vectors (see SentenceIndex)
-KNOWN_FILES = (MANIFEST, *DATA_FILES, SENTENCES)  # a folder holding only these is ours
+# optional: every passage's distinct keyword terms and counts, so an update re-tokenizes
+# only the files that changed (see update_index)
+REUSE = "reuse.npz"
+KNOWN_FILES = (MANIFEST, *DATA_FILES, SENTENCES, REUSE)  # a folder holding only these is ours
 REBUILD = "rebuild it with `qa index`"
 
 # Dense search is exact over at most this many rows; bigger indexes get an HNSW graph.
@@ -229,10 +233,29 @@ def _build_dense(vectors: np.ndarray, path: Path) -> dict:
     }
 
 
-def _build_bm25(texts: Sequence[str], progress: Progress) -> tuple[sparse.csc_matrix, list[str]]:
-    """BM25 weight of every (passage, term) pair, so a query is a sum of a few columns."""
+@dataclass
+class TermCounts:
+    """Every passage's distinct keyword terms in order of first use, with their counts:
+    enough to recompute BM25 weights for any set of passages without tokenizing again.
+    Entries of passage i are ``indptr[i]:indptr[i + 1]``; ``terms`` index ``vocabulary``."""
+
+    indptr: np.ndarray  # int64, n + 1
+    terms: np.ndarray  # int32
+    counts: np.ndarray  # int32
+    doc_lengths: np.ndarray  # int64, tokens per passage (with repeats)
+    vocabulary: list[str]
+
+    def __len__(self) -> int:
+        return len(self.doc_lengths)
+
+
+def _count_terms(
+    texts: Sequence[str], progress: Progress, vocab: dict[str, int] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
+    """Tokenize: (indptr, term ids, counts, doc lengths, vocab) with each passage's terms in
+    order of first use; new terms are appended to ``vocab``."""
     n = len(texts)
-    vocab: dict[str, int] = {}
+    vocab = {} if vocab is None else vocab
     term_ids = array("i")  # every token of every passage: compact, no per-int objects
     doc_lengths = np.zeros(n, dtype=np.int64)
     t0 = last = time.perf_counter()
@@ -245,19 +268,41 @@ def _build_bm25(texts: Sequence[str], progress: Progress) -> tuple[sparse.csc_ma
             last = now
             rate = (row + 1) / (now - t0)
             say(progress, f"index: tokenized {row + 1:,}/{n:,} passages ({rate:,.0f}/s)")
-    rows = np.repeat(np.arange(n, dtype=np.int32), doc_lengths)
+    rows = np.repeat(np.arange(n, dtype=np.int64), doc_lengths)
     cols = np.frombuffer(term_ids, dtype=np.int32) if term_ids else np.zeros(0, np.int32)
+    key = rows * max(len(vocab), 1) + cols
+    _, first, counts = np.unique(key, return_index=True, return_counts=True)
+    order = np.argsort(first, kind="stable")  # rows are contiguous: row order, then first use
+    first = first[order]
+    entry_rows = rows[first]
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(entry_rows, minlength=n), out=indptr[1:])
+    return indptr, cols[first].astype(np.int32), counts[order].astype(np.int32), doc_lengths, vocab
+
+
+def _bm25_weights(counts: TermCounts) -> sparse.csc_matrix:
+    """BM25 weight of every (passage, term) pair, so a query is a sum of a few columns."""
+    n = len(counts)
+    rows = np.repeat(np.arange(n, dtype=np.int32), np.diff(counts.indptr))
     tf = sparse.csr_matrix(
-        (np.ones(len(cols), dtype=np.float32), (rows, cols)), shape=(n, len(vocab))
+        (counts.counts.astype(np.float32), (rows, counts.terms)),
+        shape=(n, len(counts.vocabulary)),
     )
     tf.sum_duplicates()
-    df = np.bincount(tf.indices, minlength=len(vocab))
+    doc_lengths = counts.doc_lengths
+    df = np.bincount(tf.indices, minlength=len(counts.vocabulary))
     idf = np.log1p((n - df + 0.5) / (df + 0.5)).astype(np.float32)  # never negative
     avg_len = max(float(doc_lengths.mean()) if n else 0.0, 1e-9)
     row_of_entry = np.repeat(np.arange(n), np.diff(tf.indptr))
     norm = BM25_K1 * (1 - BM25_B + BM25_B * doc_lengths[row_of_entry] / avg_len)
     tf.data = (idf[tf.indices] * tf.data * (BM25_K1 + 1) / (tf.data + norm)).astype(np.float32)
-    return tf.tocsc(), list(vocab)
+    return tf.tocsc()
+
+
+def _build_bm25(texts: Sequence[str], progress: Progress) -> tuple[sparse.csc_matrix, TermCounts]:
+    indptr, terms, counts, lengths, vocab = _count_terms(texts, progress)
+    term_counts = TermCounts(indptr, terms, counts, lengths, list(vocab))
+    return _bm25_weights(term_counts), term_counts
 
 
 def _write_json(path: Path, value: object) -> None:
@@ -324,13 +369,36 @@ def build_index(
         raise ValueError(f"need one keyword text per passage: {n} vs {len(keyword_texts)}")
 
     check_buildable(index_dir)
+    _write_index(
+        index_dir, turns, passages, vectors, keyword_texts, model_name, corpus_hashes,
+        settings, sentences, progress, t0,
+    )
+
+
+def _write_index(
+    index_dir: Path,
+    turns: list[Turn],
+    passages: list[Passage],
+    vectors: np.ndarray,
+    keyword_texts: Sequence[str] | None,
+    model_name: str,
+    corpus_hashes: dict[str, str],
+    settings: dict | None,
+    sentences: SentenceIndex | None,
+    progress: Progress,
+    t0: float,
+    term_counts: TermCounts | None = None,
+) -> tuple[dict, sparse.csc_matrix]:
+    """Write the folder atomically; returns its manifest and keyword weights."""
+    n = len(passages)
+    turn_ids = {t.id for t in turns}
     try:
         with atomic.building(index_dir) as work:
-            files, dense_info, vocabulary = _write_files(
-                work, passages, turns, vectors, keyword_texts, progress
+            files, dense_info, vocabulary, weights = _write_files(
+                work, passages, turns, vectors, keyword_texts, progress, term_counts
             )
             if sentences is not None:  # -- sentence-level evidence (helper "quality") --
-                sentences.save(work / SENTENCES, turn_ids)
+                sentences.save(work / SENTENCES, turn_ids, normalise=term_counts is None)
                 atomic.fsync(work / SENTENCES)
                 files[SENTENCES] = {
                     "sha256": _sha256_file(work / SENTENCES),
@@ -373,6 +441,7 @@ def build_index(
         f"index: ready at {index_dir} ({n:,} passages, {len(vocabulary):,} terms, "
         f"{dense_info['type']}, {size / 1e6:.1f} MB) in {time.perf_counter() - t0:.1f} s",
     )
+    return manifest, weights
 
 
 def _write_files(
@@ -380,12 +449,18 @@ def _write_files(
     passages: list[Passage],
     turns: list[Turn],
     vectors: np.ndarray,
-    keyword_texts: Sequence[str],
+    keyword_texts: Sequence[str] | None,
     progress: Progress,
-) -> tuple[dict, dict, list[str]]:
-    """Every data file of an index into ``work``; returns (checksums, dense info, vocabulary)."""
+    term_counts: TermCounts | None = None,
+) -> tuple[dict, dict, list[str], sparse.csc_matrix]:
+    """Every data file of an index into ``work``; returns (checksums, dense info, vocabulary,
+    keyword weights).
+
+    With ``term_counts`` (an update) the keyword weights come from them and ``vectors`` are
+    already unit length; else the texts are tokenized and the vectors normalised here."""
     n = len(passages)
-    vectors = _normalised(vectors)
+    if term_counts is None:
+        vectors = _normalised(vectors)
     kind = "exact" if n <= EXACT_SEARCH_LIMIT else "HNSW graph"
     say(
         progress,
@@ -395,7 +470,11 @@ def _write_files(
     # the graph and the tokenizer each keep a core busy: build them side by side
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="qa-dense-index") as pool:
         dense_job = pool.submit(_build_dense, vectors, work / VECTORS)
-        weights, vocabulary = _build_bm25(keyword_texts, progress)
+        if term_counts is None:
+            weights, term_counts = _build_bm25(keyword_texts or [], progress)
+        else:
+            weights = _bm25_weights(term_counts)
+        vocabulary = term_counts.vocabulary
         if not dense_job.done():
             say(progress, "index: keyword search done; waiting for the dense index…")
         dense_info = dense_job.result()
@@ -405,20 +484,29 @@ def _write_files(
         indices=weights.indices,
         indptr=weights.indptr,
         shape=np.asarray(weights.shape, dtype=np.int64),
-        vocabulary_json=np.frombuffer(
-            json.dumps(vocabulary, ensure_ascii=False).encode("utf-8"), dtype=np.uint8
-        ),
+        vocabulary_json=_json_bytes(vocabulary),
+    )
+    np.savez(
+        work / REUSE,
+        indptr=term_counts.indptr,
+        terms=term_counts.terms,
+        counts=term_counts.counts,
+        doc_lengths=term_counts.doc_lengths,
     )
     _write_json(work / PASSAGES, [p.to_dict() for p in passages])
     _write_json(work / TURNS, [t.to_dict() for t in turns])
     files = {}
-    for name in DATA_FILES:
+    for name in (*DATA_FILES, REUSE):
         atomic.fsync(work / name)
         files[name] = {
             "sha256": _sha256_file(work / name),
             "bytes": (work / name).stat().st_size,
         }
-    return files, dense_info, vocabulary
+    return files, dense_info, vocabulary, weights
+
+
+def _json_bytes(value: object) -> np.ndarray:
+    return np.frombuffer(json.dumps(value, ensure_ascii=False).encode("utf-8"), dtype=np.uint8)
 
 
 # ---------------------------------------------------------------------------------------
@@ -559,7 +647,7 @@ def stale_reason(
     if manifest["keyword"]["tokenizer"] != tokenizer_signature():
         return "the keyword tokenizer changed since the index was built"
     files = manifest["files"]
-    optional = (SENTENCES,) if SENTENCES in files else ()  # sentence rows (helper "quality")
+    optional = tuple(name for name in (SENTENCES, REUSE) if name in files)
     damaged = [
         name
         for name in (*DATA_FILES, *optional)
@@ -610,9 +698,14 @@ class IndexStore:
         self._dense_info = manifest["dense"]
         self._weights = keyword_weights
         self._term_id = {term: i for i, term in enumerate(vocabulary)}
+        self.changes: list[str] = []  # what the build that made it did (qa.engine.build)
 
     def __len__(self) -> int:
         return len(self.passages)
+
+    def unit_vectors(self) -> np.ndarray:
+        """A copy of every passage's unit vector, row i for passage i."""
+        return self._exact.reconstruct_n(0, self._exact.ntotal)
 
     @property
     def dimension(self) -> int:
@@ -770,6 +863,11 @@ def load_index(index_dir: Path) -> IndexStore:
     turns = {t.id: t for t in turn_list}
     if any(p.turn_id not in turns for p in passages):
         raise _corrupt(index_dir, "a passage refers to a missing turn")
+    if REUSE in files:  # read by updates only, but a damaged file is never trusted
+        if not (index_dir / REUSE).is_file():
+            raise IndexProblem(f"index at {index_dir} is incomplete ({REUSE} missing): {REBUILD}")
+        if _sha256_file(index_dir / REUSE) != files[REUSE]["sha256"]:
+            raise _corrupt(index_dir, f"{REUSE} checksum mismatch")
     sentences = None
     if SENTENCES in files:  # -- sentence-level evidence (helper "quality") --
         path = index_dir / SENTENCES
@@ -856,8 +954,9 @@ class SentenceIndex:
         found = ((t, self.rows.get(t)) for t in turn_ids)
         return {t: (self.spans[r], self.vectors[r]) for t, r in found if r is not None and len(r)}
 
-    def save(self, path: Path, known_turns: set[str]) -> None:
-        """Write as plain arrays (no pickle); every sentence must belong to a known turn."""
+    def save(self, path: Path, known_turns: set[str], normalise: bool = True) -> None:
+        """Write as plain arrays (no pickle); every sentence must belong to a known turn.
+        ``normalise=False``: the vectors are unit length already (rows kept bit for bit)."""
         if len(self.vectors) != len(self.turn_ids) or not np.isfinite(self.vectors).all():
             raise ValueError("need one finite vector per sentence")
         missing = set(self.turn_ids) - known_turns
@@ -870,7 +969,7 @@ class SentenceIndex:
             turn=np.asarray([order[t] for t in self.turn_ids], dtype=np.int32),
             turn_ids_json=np.frombuffer(json.dumps(names, ensure_ascii=False).encode(), np.uint8),
             spans=self.spans,
-            vectors=_normalised(self.vectors) if len(self.vectors) else self.vectors,
+            vectors=_normalised(self.vectors) if normalise and len(self.vectors) else self.vectors,
         )
 
     @classmethod
@@ -892,3 +991,240 @@ class SentenceIndex:
         if any(t not in turns for t in names):
             return None
         return cls(ids, spans, vectors)
+
+
+# ---------------------------------------------------------------------------------------
+# incremental updates: only the files that changed are parsed, embedded and tokenized
+
+
+@dataclass(frozen=True)
+class CorpusChange:
+    """Corpus files against the previous build, by content hash (sorted names)."""
+
+    added: list[str]
+    changed: list[str]
+    removed: list[str]
+    unchanged: list[str]
+
+    @property
+    def to_index(self) -> list[str]:
+        """The files to parse and embed: added and changed."""
+        return sorted(self.added + self.changed)
+
+    @property
+    def any(self) -> bool:
+        return bool(self.added or self.changed or self.removed)
+
+
+def corpus_change(previous: dict[str, str], current: dict[str, str]) -> CorpusChange:
+    """What changed from ``previous`` to ``current`` (file → sha256, as in the manifest)."""
+    both = set(previous) & set(current)
+    return CorpusChange(
+        added=sorted(set(current) - set(previous)),
+        changed=sorted(f for f in both if previous[f] != current[f]),
+        removed=sorted(set(previous) - set(current)),
+        unchanged=sorted(f for f in both if previous[f] == current[f]),
+    )
+
+
+@dataclass
+class PreviousBuild:
+    """What an update keeps from the last build: its records, unit vectors and term counts."""
+
+    manifest: dict
+    passages: list[Passage]
+    turns: list[Turn]
+    vectors: np.ndarray  # unit rows, as stored in the FAISS file
+    sentences: SentenceIndex
+    term_counts: TermCounts
+
+
+def previous_build(
+    index_dir: Path, model_name: str, settings: dict | None, loaded: IndexStore | None = None
+) -> tuple[PreviousBuild | None, str | None]:
+    """(the previous build, None) when an update can start from it, else (None, why not):
+    no index, another model / passage recipe / tokenizer, an index from before term counts
+    were kept, or a damaged file. ``loaded``: the index already in memory (a server's),
+    used when it is what the folder holds, so only the term counts are read from disk."""
+    index_dir = Path(index_dir)
+    manifest, problem = read_manifest(index_dir)
+    if manifest is None:
+        return None, f"no usable index ({problem})"
+    if manifest["model"] != model_name:
+        return None, f"the index was built with model {manifest['model']}, not {model_name}"
+    if settings is not None and manifest["settings"] != settings:
+        return None, "the index was built with other passage settings"
+    if manifest["keyword"]["tokenizer"] != tokenizer_signature():
+        return None, "the keyword tokenizer changed"
+    files = manifest["files"]
+    if REUSE not in files or SENTENCES not in files:
+        return None, f"the index has no {REUSE} (built by an older version)"
+
+    def checked(name: str) -> Path:
+        path = index_dir / name
+        if not path.is_file() or _sha256_file(path) != files[name]["sha256"]:
+            raise _corrupt(index_dir, f"{name} missing or checksum mismatch")
+        return path
+
+    try:
+        if loaded is not None and loaded.manifest == manifest and loaded.sentences is not None:
+            passages, turns = loaded.passages, list(loaded.turns.values())
+            vectors, sentences = loaded.unit_vectors(), loaded.sentences
+        else:
+            passages = [
+                Passage(**d) for d in _PASSAGES.validate_json(checked(PASSAGES).read_bytes())
+            ]
+            turns = [
+                _turn_from_dict(d) for d in _TURNS.validate_json(checked(TURNS).read_bytes())
+            ]
+            dense = faiss.read_index(str(checked(VECTORS)))
+            flat = faiss.downcast_index(dense.storage) if hasattr(dense, "hnsw") else dense
+            vectors = flat.reconstruct_n(0, flat.ntotal)
+            sentences = SentenceIndex.load(
+                checked(SENTENCES), {t.id: t for t in turns}, int(manifest["dimension"])
+            )
+            if sentences is None:
+                raise _corrupt(index_dir, f"{SENTENCES} malformed")
+        with np.load(checked(BM25), allow_pickle=False) as npz:
+            vocabulary = json.loads(npz["vocabulary_json"].tobytes().decode("utf-8"))
+        with np.load(checked(REUSE), allow_pickle=False) as npz:
+            term_counts = TermCounts(
+                npz["indptr"].astype(np.int64), npz["terms"].astype(np.int32),
+                npz["counts"].astype(np.int32), npz["doc_lengths"].astype(np.int64),
+                vocabulary,
+            )
+    except (IndexProblem, ValidationError, RuntimeError, OSError, ValueError, KeyError,
+            EOFError, zipfile.BadZipFile) as exc:
+        return None, f"the index cannot be reused ({exc.__class__.__name__}: {exc})"
+    n = len(passages)
+    tc = term_counts
+    if (
+        len(vectors) != n
+        or len(tc) != n
+        or len(tc.indptr) != n + 1
+        or tc.indptr[-1] != len(tc.terms)
+        or len(tc.counts) != len(tc.terms)
+        or (len(tc.terms) and (tc.terms.min() < 0 or tc.terms.max() >= len(vocabulary)))
+        or any(p.id != row for row, p in enumerate(passages))
+    ):
+        return None, f"the index cannot be reused ({REUSE} does not match the passages)"
+    return PreviousBuild(manifest, passages, turns, vectors, sentences, term_counts), None
+
+
+def _runs(sources: Sequence[str]) -> dict[str, tuple[int, int]] | None:
+    """source → (start, end) of its rows; None unless each source's rows are contiguous."""
+    runs: dict[str, tuple[int, int]] = {}
+    start = 0
+    for i in range(1, len(sources) + 1):
+        if i == len(sources) or sources[i] != sources[start]:
+            if sources[start] in runs:
+                return None
+            runs[sources[start]] = (start, i)
+            start = i
+    return runs
+
+
+def update_index(
+    index_dir: Path,
+    previous: PreviousBuild,
+    change: CorpusChange,
+    new_files: dict[str, Any],
+    model_name: str,
+    corpus_hashes: dict[str, str],
+    settings: dict | None = None,
+    progress: Progress = print,
+) -> IndexStore | None:
+    """Write the index for ``corpus_hashes`` from the previous build and the pieces
+    (``qa.engine.IndexPieces``: turns, passages, vectors, keyword_texts, sentences) of the
+    added and changed files, atomically; returns it loaded. Unchanged files keep their
+    vectors and term counts; the BM25 statistics (document frequencies, corpus size, mean
+    length) and the dense index are recomputed over the result, so it is identical to a
+    full build of the same corpus. Exact search (≤ EXACT_SEARCH_LIMIT rows) just copies
+    the vectors in; above that the HNSW graph is rebuilt (minutes at a few 100k rows).
+    None when the previous rows are not laid out file by file (build from scratch)."""
+    t0 = time.perf_counter()
+    index_dir = Path(index_dir)
+    check_buildable(index_dir)
+    old = previous
+    passage_runs = _runs([p.source for p in old.passages])
+    turn_source = {t.id: t.source for t in old.turns}
+    sentence_runs = _runs([turn_source[t] for t in old.sentences.turn_ids])
+    turn_runs = _runs([t.source for t in old.turns])
+    if passage_runs is None or sentence_runs is None or turn_runs is None:
+        return None
+    old_tc = old.term_counts
+    vocab = {term: i for i, term in enumerate(old_tc.vocabulary)}
+    turns: list[Turn] = []
+    passages: list[Passage] = []
+    vectors, terms, counts, entries, lengths = [], [], [], [], []
+    s_ids: list[str] = []
+    s_spans, s_vectors = [], []
+    dim = int(old.manifest["dimension"])
+    for source in corpus_hashes:
+        if source in new_files:
+            piece = new_files[source]
+            turns += piece.turns
+            row0 = len(passages)
+            passages += [replace(p, id=row0 + i) for i, p in enumerate(piece.passages)]
+            vectors.append(_normalised(np.asarray(piece.vectors, np.float32).reshape(-1, dim)))
+            indptr, t, c, dl, vocab = _count_terms(piece.keyword_texts, progress, vocab)
+            terms.append(t)
+            counts.append(c)
+            entries.append(np.diff(indptr))
+            lengths.append(dl)
+            sent = piece.sentences
+            s_ids += sent.turn_ids
+            s_spans.append(sent.spans)
+            s_vectors.append(_normalised(sent.vectors.reshape(-1, dim)))
+            continue
+        a, b = passage_runs.get(source, (0, 0))
+        ta, tb = turn_runs.get(source, (0, 0))
+        turns += old.turns[ta:tb]
+        row0 = len(passages)
+        passages += [replace(p, id=row0 + i) for i, p in enumerate(old.passages[a:b])]
+        vectors.append(old.vectors[a:b])
+        ea, eb = old_tc.indptr[a], old_tc.indptr[b]
+        terms.append(old_tc.terms[ea:eb])
+        counts.append(old_tc.counts[ea:eb])
+        entries.append(np.diff(old_tc.indptr[a : b + 1]))
+        lengths.append(old_tc.doc_lengths[a:b])
+        sa, sb = sentence_runs.get(source, (0, 0))
+        s_ids += old.sentences.turn_ids[sa:sb]
+        s_spans.append(old.sentences.spans[sa:sb])
+        s_vectors.append(old.sentences.vectors[sa:sb])
+    n = len(passages)
+    if n == 0:
+        raise IndexProblem("nothing to index (no passages): add interview files to the corpus")
+    # the vocabulary in order of first use, as a full build numbers it; unused terms dropped
+    union = np.concatenate(terms) if terms else np.zeros(0, np.int32)
+    used, first = np.unique(union, return_index=True)
+    used = used[np.argsort(first, kind="stable")]
+    remap = np.full(len(vocab), -1, dtype=np.int32)
+    remap[used] = np.arange(len(used), dtype=np.int32)
+    words = list(vocab)
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.concatenate(entries), out=indptr[1:])
+    term_counts = TermCounts(
+        indptr, remap[union], np.concatenate(counts).astype(np.int32),
+        np.concatenate(lengths).astype(np.int64), [words[i] for i in used],
+    )
+    sentences = SentenceIndex(
+        s_ids, np.concatenate(s_spans).reshape(-1, 2),
+        np.concatenate(s_vectors).reshape(-1, dim),
+    )
+    all_vectors = np.ascontiguousarray(np.concatenate(vectors), dtype=np.float32)
+    kept = len(change.unchanged)
+    say(
+        progress,
+        f"index: updating ({len(change.to_index)} file(s) embedded, {len(change.removed)} "
+        f"removed, {kept} kept): {n:,} passages",
+    )
+    manifest, weights = _write_index(
+        index_dir, turns, passages, all_vectors, None, model_name, corpus_hashes, settings,
+        sentences, progress, t0, term_counts=term_counts,
+    )
+    dense = faiss.read_index(str(index_dir / VECTORS))
+    return IndexStore(
+        index_dir, manifest, {t.id: t for t in turns}, passages, dense, weights,
+        term_counts.vocabulary, sentences,
+    )

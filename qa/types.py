@@ -6,7 +6,7 @@ Each has ``to_dict()`` for JSON; nothing downstream reaches back upstream.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 SECTION_SEP = " › "
 
@@ -50,8 +50,8 @@ class Turn:
         return SECTION_SEP.join(self.section)
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d.pop("offsets")
+        # not asdict(): it deep-copies ``offsets`` (one int per character) only to drop it
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "offsets"}
         d["section"] = list(self.section)
         return d
 
@@ -68,7 +68,8 @@ class Passage:
     end: int
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {"id": self.id, "turn_id": self.turn_id, "text": self.text,
+                "source": self.source, "start": self.start, "end": self.end}
 
 
 @dataclass(frozen=True)

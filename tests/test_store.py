@@ -117,7 +117,9 @@ def test_round_trip_keeps_records_and_finds_each_vector(built):
     assert m["model"] == MODEL and m["dimension"] == DIM and m["corpus"] == HASHES
     assert m["counts"]["passages"] == len(passages) and m["counts"]["turns"] == len(turns)
     assert m["dense"]["type"] == "IndexFlatIP"
-    assert set(m["files"]) == {"vectors.faiss", "bm25.npz", "passages.json", "turns.json"}
+    assert set(m["files"]) == {
+        "vectors.faiss", "bm25.npz", "passages.json", "turns.json", "reuse.npz"
+    }
     assert m["created"]
 
     for row, vec in enumerate(vectors):
@@ -454,7 +456,9 @@ def test_tokenize():
 def test_no_file_in_the_index_is_a_pickle(built):
     index_dir, _ = built
     names = sorted(p.name for p in index_dir.iterdir())
-    assert names == ["bm25.npz", "manifest.json", "passages.json", "turns.json", "vectors.faiss"]
+    assert names == [
+        "bm25.npz", "manifest.json", "passages.json", "reuse.npz", "turns.json", "vectors.faiss"
+    ]
     for path in index_dir.iterdir():
         assert not path.read_bytes().startswith(b"\x80"), f"{path.name} looks like a pickle"
     for name in ("manifest.json", "passages.json", "turns.json"):
