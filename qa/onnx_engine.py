@@ -2,7 +2,8 @@
 
 ``python -m qa prepare-model`` exports the prepared sentence-transformers folder (the
 XLM-R/BERT encoder, mean pooling and L2 normalisation in one graph) to
-``<model folder>/onnx/model.onnx`` in a child process (``python -m qa.onnx_engine export
+``<model folder>/onnx/model.onnx`` (the word-embedding table beside it as a .npy that
+the workers memory-map and share) in a child process (``python -m qa.onnx_engine export
 FOLDER``: torch is never loaded in the server), together with a SentencePiece model of
 the folder's tokenizer (``sentencepiece.bpe.model``, built from tokenizer.json's unigram
 vocabulary and normalisation map) and a stamp, ``export.json``, of what it was exported
@@ -35,10 +36,12 @@ from .types import Progress, say
 ONNX_DIR = "onnx"
 MODEL_FILE = "model.onnx"
 SPM_FILE = "sentencepiece.bpe.model"
+TABLE_FILE = "word_embeddings.npy"  # (vocab, hidden) float32, memory-mapped by every worker
 STAMP = "export.json"
-EXPORT_FORMAT = 1
+EXPORT_FORMAT = 2
 OPSET = 17
 MAX_SEQ_TOKENS = 512
+TOKEN_BUDGET = 1024  # padded tokens per ONNX run: bounds a worker's peak memory (~320 MB)
 MIN_ENGINE_COSINE = 0.9998
 PREPARE_FIX = "python -m qa prepare-model"
 
@@ -84,7 +87,7 @@ def onnx_problem(folder: Path) -> str | None:
     if stamp.get("onnxruntime") != _version("onnxruntime"):
         return (f"the ONNX export in {where} was checked with onnxruntime "
                 f"{stamp.get('onnxruntime')}, not {_version('onnxruntime')}; run {PREPARE_FIX}")
-    for name in (MODEL_FILE, SPM_FILE):
+    for name in (MODEL_FILE, SPM_FILE, TABLE_FILE):
         try:
             size = (where / name).stat().st_size
         except OSError:
@@ -186,6 +189,9 @@ class OnnxEngine:
         self.session = ort.InferenceSession(str(where / MODEL_FILE), options,
                                             providers=["CPUExecutionProvider"])
         self.dim = int(self.session.get_outputs()[0].shape[-1])
+        # The 250k-row word table stays out of the graph: memory-mapped, it is shared by
+        # all workers through the page cache and only the rows in use become resident.
+        self.table = np.load(where / TABLE_FILE, mmap_mode="r")
 
     def encode(self, texts: list[str], query: bool) -> np.ndarray:
         """(n, dim) unit rows for texts (already ``engine_text``); the e5 prefix is added."""
@@ -196,15 +202,23 @@ class OnnxEngine:
         out = np.empty((len(rows), self.dim), np.float32)
         # similar lengths together: less padding (passages of a build vary a lot)
         order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
-        for start in range(0, len(order), 16):
-            group = order[start : start + 16]
+        groups: list[list[int]] = [[]]
+        for i in order:  # ≤ 16 rows and ≤ TOKEN_BUDGET padded tokens per run: attention's
+            width = len(rows[i])  # memory grows with rows × width², and the arena keeps it
+            if groups[-1] and (len(groups[-1]) >= 16
+                               or (len(groups[-1]) + 1) * width > TOKEN_BUDGET):
+                groups.append([])
+            groups[-1].append(i)
+        for group in groups:
             width = max(len(rows[i]) for i in group)
             ids = np.full((len(group), width), PAD, np.int64)
             mask = np.zeros((len(group), width), np.int64)
             for j, i in enumerate(group):
                 ids[j, : len(rows[i])] = rows[i]
                 mask[j, : len(rows[i])] = 1
-            vectors = self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+            words = np.ascontiguousarray(self.table[ids], dtype=np.float32)
+            vectors = self.session.run(None, {"inputs_embeds": words,
+                                              "attention_mask": mask})[0]
             out[group] = vectors
         return out
 
@@ -220,7 +234,7 @@ def export(folder: Path, progress: Progress = print, quantize: bool = False) -> 
         stamp = _export_into(folder, work, progress, quantize)
         (work / STAMP).write_text(json.dumps(stamp, indent=2, ensure_ascii=False),
                                   encoding="utf-8")
-        for name in (MODEL_FILE, SPM_FILE, STAMP):
+        for name in (MODEL_FILE, SPM_FILE, TABLE_FILE, STAMP):
             atomic.fsync(work / name)
     return stamp
 
@@ -247,21 +261,24 @@ def _export_into(folder: Path, work: Path, progress: Progress, quantize: bool) -
             super().__init__()
             self.inner = inner
 
-        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
-            hidden = self.inner(input_ids=input_ids,
+        def forward(self, inputs_embeds: Any, attention_mask: Any) -> Any:
+            hidden = self.inner(inputs_embeds=inputs_embeds,
                                 attention_mask=attention_mask).last_hidden_state
             weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
             mean = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
             return torch.nn.functional.normalize(mean, p=2.0, dim=1)
 
+    table = encoder.get_input_embeddings().weight.detach().numpy().astype(np.float32)
+    np.save(work / TABLE_FILE, table)
     sample_ids = torch.tensor([[BOS, 100, 200, EOS], [BOS, 5, EOS, PAD]])
+    sample_words = torch.from_numpy(table[sample_ids.numpy()])
     sample_mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])
     plain = work / ("plain.onnx" if quantize else MODEL_FILE)
     with torch.no_grad():
         torch.onnx.export(
-            Pooled(encoder).eval(), (sample_ids, sample_mask), str(plain),
-            input_names=["input_ids", "attention_mask"], output_names=["embedding"],
-            dynamic_axes={"input_ids": {0: "batch", 1: "tokens"},
+            Pooled(encoder).eval(), (sample_words, sample_mask), str(plain),
+            input_names=["inputs_embeds", "attention_mask"], output_names=["embedding"],
+            dynamic_axes={"inputs_embeds": {0: "batch", 1: "tokens"},
                           "attention_mask": {0: "batch", 1: "tokens"},
                           "embedding": {0: "batch"}},
             opset_version=OPSET, dynamo=False, external_data=False,
@@ -272,7 +289,8 @@ def _export_into(folder: Path, work: Path, progress: Progress, quantize: bool) -
         quantize_dynamic(str(plain), str(work / MODEL_FILE), weight_type=QuantType.QInt8)
         plain.unlink()
     write_sentencepiece(folder / "tokenizer.json", work / SPM_FILE)
-    stamp["sizes"] = {name: (work / name).stat().st_size for name in (MODEL_FILE, SPM_FILE)}
+    stamp["sizes"] = {name: (work / name).stat().st_size
+                      for name in (MODEL_FILE, SPM_FILE, TABLE_FILE)}
 
     say(progress, "checking the ONNX engine against torch")
     from .embed_worker import engine_text
