@@ -2,8 +2,8 @@
 
 ``python -m qa prepare-model`` exports the prepared sentence-transformers folder (the
 XLM-R/BERT encoder, mean pooling and L2 normalisation in one graph) to
-``<model folder>/onnx/model.onnx`` (the word-embedding table beside it as a .npy that
-the workers memory-map and share) in a child process (``python -m qa.onnx_engine export
+``<model folder>/onnx/model.onnx`` (the word-embedding table beside it as a .npy whose rows
+the workers read as needed) in a child process (``python -m qa.onnx_engine export
 FOLDER``: torch is never loaded in the server), together with a SentencePiece model of
 the folder's tokenizer (``sentencepiece.bpe.model``, built from tokenizer.json's unigram
 vocabulary and normalisation map) and a stamp, ``export.json``, of what it was exported
@@ -36,7 +36,7 @@ from .types import Progress, say
 ONNX_DIR = "onnx"
 MODEL_FILE = "model.onnx"
 SPM_FILE = "sentencepiece.bpe.model"
-TABLE_FILE = "word_embeddings.npy"  # (vocab, hidden) float32, memory-mapped by every worker
+TABLE_FILE = "word_embeddings.npy"  # (vocab, hidden) float32; rows read as needed
 STAMP = "export.json"
 EXPORT_FORMAT = 2
 OPSET = 17
@@ -189,9 +189,27 @@ class OnnxEngine:
         self.session = ort.InferenceSession(str(where / MODEL_FILE), options,
                                             providers=["CPUExecutionProvider"])
         self.dim = int(self.session.get_outputs()[0].shape[-1])
-        # The 250k-row word table stays out of the graph: memory-mapped, it is shared by
-        # all workers through the page cache and only the rows in use become resident.
-        self.table = np.load(where / TABLE_FILE, mmap_mode="r")
+        # The 250k-row word table stays out of the graph: the rows a batch uses are read
+        # from the file (the page cache, shared by all workers), so a worker holds none of
+        # its 384 MB. (A memory map would count read-ahead pages in each worker's RSS.)
+        table = np.load(where / TABLE_FILE, mmap_mode="r")
+        if table.dtype != np.dtype("<f4") or table.ndim != 2 or not table.flags.c_contiguous:
+            raise ModelProblem(f"{where / TABLE_FILE}: not a float32 table; run {PREPARE_FIX}")
+        self._rows, self._row_bytes = table.shape[0], table.shape[1] * 4
+        self._table_offset = int(table.offset)
+        del table
+        self._table = os.open(where / TABLE_FILE, os.O_RDONLY)
+
+    def _words(self, ids: np.ndarray) -> np.ndarray:
+        """The word-embedding rows of ``ids`` (any shape) → ids.shape + (hidden,)."""
+        unique, inverse = np.unique(ids, return_inverse=True)
+        if unique[-1] >= self._rows or unique[0] < 0:
+            raise ValueError("token id outside the word table")
+        size = self._row_bytes
+        raw = b"".join(os.pread(self._table, size, self._table_offset + int(i) * size)
+                       for i in unique)
+        rows = np.frombuffer(raw, "<f4").reshape(len(unique), -1)
+        return rows[inverse.reshape(ids.shape)]
 
     def encode(self, texts: list[str], query: bool) -> np.ndarray:
         """(n, dim) unit rows for texts (already ``engine_text``); the e5 prefix is added."""
@@ -216,7 +234,7 @@ class OnnxEngine:
             for j, i in enumerate(group):
                 ids[j, : len(rows[i])] = rows[i]
                 mask[j, : len(rows[i])] = 1
-            words = np.ascontiguousarray(self.table[ids], dtype=np.float32)
+            words = np.ascontiguousarray(self._words(ids), dtype=np.float32)
             vectors = self.session.run(None, {"inputs_embeds": words,
                                               "attention_mask": mask})[0]
             out[group] = vectors
