@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from .evidence import LOW, Verdict
 from .question import is_english
-from .retrieve import Hit, Retrieval
+from .retrieve import NOTE, Hit, Retrieval
 from .types import Answer, Citation, Quote, SpeakerBlock, section_path
 
 MAX_CITED_CHARS = 800
@@ -45,13 +45,17 @@ def short_title(title: str | None) -> str | None:
     return last if len(last) <= 12 else None  # a long unit name: the card shows it
 
 
-def _span(hit: Hit) -> tuple[int, int]:
-    """(start, end) in the turn text of the sentence that best supports the answer."""
+def _span(hit: Hit, about_person: bool = False) -> tuple[int, int]:
+    """(start, end) in the turn text of the sentence that best supports the answer; for a
+    question about who someone is or where they work, a bio's or author note's first
+    sentence (作者单位 comes before 本文系…项目)."""
     text = hit.turn.text
     best = hit.best_sentence
     if best is None:  # an index without sentences: the passage that matched
         a = max(0, text.find(hit.passage.text))
         return a, a + len(hit.passage.text)
+    if about_person and (hit.turn.kind == "bio" or text.lstrip().startswith(NOTE)):
+        best = min(hit.sentences, key=lambda s: s.start)
     a, b = best.start, best.end
     if b - a < SHORT_SENTENCE:
         after = [s for s in hit.sentences if s.start >= b]
@@ -82,9 +86,9 @@ def _cut(text: str, a: int, b: int, limit: int = MAX_CITED_CHARS) -> tuple[str, 
     return text[lo:hi], lo
 
 
-def make_citation(rank: int, hit: Hit) -> Citation:
+def make_citation(rank: int, hit: Hit, about_person: bool = False) -> Citation:
     turn = hit.turn
-    a, b = _span(hit)
+    a, b = _span(hit, about_person)
     excerpt, _ = _cut(turn.text, a, b)
     highlight = turn.text[a:b].strip()
     if highlight not in excerpt:
@@ -258,7 +262,7 @@ def compose(retrieval: Retrieval, verdict: Verdict, k: int | None = None) -> Ans
             keep = set(sorted(quoted | keep)[: max(k, len(quoted))]) | quoted
         hits = tuple(h for i, h in enumerate(hits) if i in keep)
         retrieval = replace(retrieval, hits=hits)
-    citations = tuple(make_citation(i + 1, h) for i, h in enumerate(hits))
+    citations = tuple(make_citation(i + 1, h, q.about_person) for i, h in enumerate(hits))
     structure = blocks(retrieval, citations)
     text = render(structure, citations, english)
     confidence = "low" if verdict.outcome == LOW else "high"

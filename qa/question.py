@@ -115,13 +115,13 @@ _MANY = re.compile(
     r"各位|几位|[两三四五六七八九十多]位专家|专家们|诸位|大家|每位|所有专家|"
     r"\b(?:all|each|every|several|the)\s+(?:the\s+)?(?:experts|speakers|interviewees)\b|"
     r"\bexperts\b",
-    re.I,
+    re.I | re.A,  # \b at an ASCII word's edge: "all experts的建议" counts
 )
 _ABOUT_PERSON = re.compile(
     r"\bwork(?:s|ed)?\b|\bwork unit\b|\btitle\b|\bposition\b|\baffiliat|\bwho is\b|"
     r"\bprofession|\bjob\b|\bemploy(?:er|ed)\b|单位|职称|职务|职位|任职|任教|工作|身份|是谁|"
     r"哪个(?:学校|机构|部门)",
-    re.I,
+    re.I | re.A,  # \b at an ASCII word's edge: "卢阳春的job title" counts
 )
 # How a question asks, not what it asks about: 怎么看/如何评价/有什么建议/一共/叫什么名字 frame
 # any topic, so they are not content words (a passage holding 评价 does not answer
@@ -219,7 +219,8 @@ class Analyser:
             family, given = syl[0], syl[1:]
             g = _NAME_SEP.join(given)
             pattern = rf"\b(?:{family}{_NAME_SEP}{g}|{g}{_NAME_SEP}{family})\b"
-            out.append((re.compile(pattern, re.I), name))
+            # re.A: \b is an ASCII word edge, so "Lu Yangchun的观点" still matches
+            out.append((re.compile(pattern, re.I | re.A), name))
         out.sort(key=lambda p: -len(p[0].pattern))
         return out
 
@@ -234,7 +235,7 @@ class Analyser:
             if len(members) != 1 or not family.isascii():
                 continue
             name = members[0]
-            out.append((re.compile(rf"\b{_HONORIFIC_EN}\s*{family}\b", re.I), name))
+            out.append((re.compile(rf"\b{_HONORIFIC_EN}\s*{family}\b", re.I | re.A), name))
             out.append((re.compile(rf"{re.escape(name[0])}(?:{_HONORIFIC_ZH})"), name))
         return out
 

@@ -131,3 +131,21 @@ def test_rate_limit_answers_429_with_retry_after(guarded) -> None:
         assert r.status_code == 429
         # reading is not limited
         assert client.get(guarded.url + "/api/health").status_code == 200
+
+
+def test_behind_a_local_proxy_each_forwarded_client_has_its_own_allowance(guarded) -> None:
+    """A reverse proxy on this machine sends every request from 127.0.0.1 with the reader's
+    address in X-Forwarded-For: uvicorn trusts it from 127.0.0.1 (FORWARDED_ALLOW_IPS), so
+    one reader over the limit does not lock out the others."""
+    _wait_until_connections_free(guarded.url)
+    ask = {"question": "卢阳春怎么看老年人？"}
+    with httpx.Client(timeout=120) as client:
+        flood = [
+            client.post(guarded.url + "/api/ask", json=ask,
+                        headers={"X-Forwarded-For": "203.0.113.7"}).status_code
+            for _ in range(8)
+        ]
+        assert 429 in flood, flood
+        other = client.post(guarded.url + "/api/ask", json=ask,
+                            headers={"X-Forwarded-For": "198.51.100.9"})
+        assert other.status_code == 200, other.text

@@ -31,6 +31,27 @@ def test_a_phrase_of_the_page_is_answered(engine, question, speaker, phrase):
     assert top.speaker == speaker and phrase in top.highlight
 
 
+def test_a_question_that_is_a_phrase_of_the_page_finds_it_first(engine):
+    """云联数算用 is 朱旭森's; dense search alone puts 孙金华's 云计算 passage first."""
+    ans = engine.ask("云联数算用")
+    assert ans.answerable and ans.citations[0].speaker == "朱旭森"
+    assert "云联数算用" in ans.citations[0].highlight
+
+
+@pytest.mark.parametrize(
+    ("question", "speaker", "quoted"),
+    [
+        ("王正攀的affiliation是哪里？", "王正攀", "中共重庆市委党校分中心"),  # not 本文系…项目
+        ("Where does Wang Zhengpan work?", "王正攀", "中共重庆市委党校分中心"),
+        ("朱旭森的job是什么？", "朱旭森", "城市与区域经济研究所副所长"),
+    ],
+)
+def test_who_someone_is_quotes_the_bio_or_author_note(engine, question, speaker, quoted):
+    ans = engine.ask(question)
+    assert ans.answerable, ans.answer
+    assert ans.citations[0].speaker == speaker and quoted in squash(ans.citations[0].highlight)
+
+
 # -- answered although the page has no answer ---------------------------------------------
 
 

@@ -44,6 +44,8 @@ def analyse(engine):
         ("What does Cai Zhibing recommend?", "蔡之兵", None),
         ("what did yangchun lu say", "卢阳春", None),  # given name first
         ("蔡之兵認為智慧名城建設有哪些短板？", "蔡之兵", "蔡之兵认为智慧名城建设有哪些短板?"),
+        ("Lu Yangchun对老年人怎么看？", "卢阳春", None),  # a pinyin name against Chinese
+        ("Professor Cai的观点是什么？", "蔡之兵", None),
     ],
 )
 def test_speakers_are_found_however_they_are_written(analyse, asked, speaker, searched):
@@ -115,6 +117,21 @@ def test_english_words_come_with_their_chinese_senses(analyse):
 )
 def test_questions_about_several_experts(analyse, text, many):
     assert analyse(text).many_speakers is many
+
+
+@pytest.mark.parametrize(
+    ("text", "about"),
+    [
+        ("朱旭森的job是什么？", True),  # an English word against Chinese characters
+        ("王正攀的affiliation是哪里？", True),
+        ("What is Cai Zhibing's position?", True),
+        ("蔡之兵在哪里工作？", True),
+        ("蔡之兵怎么看智慧交通？", False),
+        ("卢阳春的jobless人口看法？", False),  # "job" only as a whole word
+    ],
+)
+def test_questions_about_who_someone_is(analyse, text, about):
+    assert analyse(text).about_person is about
 
 
 def test_the_question_is_tokenized_once(analyse):
