@@ -5,8 +5,9 @@ The one helper for every generated folder (the index, the prepared model)::
     problem = refusal(target, known_names)    # before any work: a file, or someone else's folder?
                                               # (or refusal(target, marker="DONE") for big folders)
     problem = unwritable(target)              # before any work: can the swap happen at all?
-    with building(target) as work:            # temp sibling; swapped in when the block succeeds
-        write files into work
+    with exclusive(target, progress):         # one builder at a time, across processes
+        with building(target) as work:        # temp sibling; swapped in when the block succeeds
+            write files into work
 
 A build killed at any point (even SIGKILL) leaves the previous folder in place, or — if
 it died between the two renames of the swap — in a sibling that the next ``building``
@@ -18,14 +19,15 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-__all__ = ["building", "fsync", "recover", "refusal", "unwritable"]
+__all__ = ["building", "exclusive", "fsync", "recover", "refusal", "unwritable"]
 
 
 def _prefix(target: Path, kind: str) -> str:
@@ -140,3 +142,30 @@ def building(target: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
+
+
+@contextlib.contextmanager
+def exclusive(target: Path, progress: Callable[[str], object] | None = None) -> Iterator[None]:
+    """One builder of ``target`` at a time, across processes (a second ``qa index``, or a
+    server's corpus watcher): the second waits, saying so, then finds the first's result.
+    Two builders would otherwise both read the previous build and the last swap would
+    silently drop the other's files. The lock is the kernel's ``flock`` on the folder
+    that holds ``target`` (no lock file is left behind, and a killed builder never leaves
+    it held), so builds of two targets in one folder also take turns. Not re-entrant."""
+    target = Path(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:  # the build fails later with its own reason
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if progress is not None:
+                progress(f"waiting for another build in {target.parent} to finish…")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock

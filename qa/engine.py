@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import chunk
+from . import atomic, chunk
 from . import store as store_mod
 from .answer import compose
 from .corpus import corpus_fingerprint, corpus_stat, parse_text, read_corpus
@@ -168,6 +168,19 @@ def build(
     """
     store_mod.check_buildable(index)
     files = read_corpus(corpus) if files is None else files
+    with atomic.exclusive(index, progress):
+        return _build(corpus, index, embedder, progress, files, loaded)
+
+
+def _build(
+    corpus: Path,
+    index: Path,
+    embedder: Embedder,
+    progress: Progress,
+    files: list[tuple[str, str]],
+    loaded: store_mod.IndexStore | None,
+) -> store_mod.IndexStore:
+    """``build`` with the index folder's lock held."""
     t0 = time.perf_counter()
     hashes = corpus_fingerprint(files)
     previous, why = (None, "no index yet")

@@ -208,3 +208,34 @@ def test_a_server_refresh_uses_the_index_it_holds(work, embedder):
     assert any(line.startswith("index: added: bus.md") for line in lines)
     assert engine.ask("李慧怎么看公交调度？").citations[0].speaker == "李慧"
     assert engine.health()["status"] == "ok"
+
+
+def test_a_second_builder_waits_for_the_first(work):
+    """`qa index` while another build of the same folder runs (here: this test holds the
+    lock) waits, saying so, and then brings the index up to date: no lost update."""
+    import subprocess
+    import sys
+    import time
+
+    from qa import atomic
+
+    (work / "corpus" / "bus.md").write_text(SECOND, encoding="utf-8")
+    cmd = [sys.executable, "-m", "qa", "index", "--corpus", str(work / "corpus"),
+           "--index", str(work / "index")]
+    with atomic.exclusive(work / "index"):
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)
+        seen = ""
+        deadline = time.monotonic() + 120
+        while "waiting for another build" not in seen and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            seen += line
+        assert "waiting for another build" in seen, seen
+        time.sleep(1.0)
+        assert proc.poll() is None  # still waiting while the lock is held
+    rest, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, seen + rest
+    assert "added: bus.md" in rest
+    assert any(p.source == "bus.md" for p in store.load_index(work / "index").passages)
