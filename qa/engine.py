@@ -463,7 +463,9 @@ class Engine:
                 f"{EVIDENCE_MODEL} is missing or outdated: fit it with "
                 "`python -m qa.evidence fit`"
             )
+        t_analyse = time.perf_counter()
         asked = served.retriever.analyse(question)
+        t_search = time.perf_counter()
         # a question about several experts looks further, for every expert who answered
         retrieval = served.retriever.search(
             asked, k=MAX_K if asked.many_speakers else k, speaker=speaker or None,
@@ -471,9 +473,15 @@ class Engine:
         )
         t1 = time.perf_counter()
         verdict = decide(retrieval, len(served.store), self.evidence)
+        t2 = time.perf_counter()
         answer = compose(retrieval, verdict, k)
-        answer.timings_ms["answer"] = round((time.perf_counter() - t1) * 1000, 2)
-        answer.timings_ms["total"] = round((time.perf_counter() - t0) * 1000, 2)
+        ms = answer.timings_ms
+        for stage, value in ms.items():
+            ms[stage] = round(value, 2)
+        ms["analyse"] = round((t_search - t_analyse) * 1000, 2)
+        ms["evidence"] = round((t2 - t1) * 1000, 2)
+        ms["answer"] = round((time.perf_counter() - t2) * 1000, 2)
+        ms["total"] = round((time.perf_counter() - t0) * 1000, 2)
         return answer
 
     def health(self) -> dict:
