@@ -166,6 +166,8 @@ def exclusive(target: Path, progress: Callable[[str], object] | None = None) -> 
             if progress is not None:
                 progress(f"waiting for another build in {target.parent} to finish…")
             fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:  # a file system without locks (some network mounts): build anyway
+            pass
         yield
     finally:
         os.close(fd)  # releases the lock
