@@ -392,6 +392,35 @@ def _forms(word: str) -> list[str]:
     return forms
 
 
+_BRITISH = (  # British ending → American, the spelling CC-CEDICT uses
+    (re.compile(r"isation(s?)$"), r"ization\1"),
+    (re.compile(r"is(e|es|ed|ing)$"), r"iz\1"),
+    (re.compile(r"ys(e|es|ed|ing)$"), r"yz\1"),
+    (re.compile(r"our(s|hood|hoods|ed|ing|ite|ites|able)?$"), r"or\1"),
+    (re.compile(r"tre(s?)$"), r"ter\1"),
+    (re.compile(r"ogue(s?)$"), r"og\1"),
+    (re.compile(r"mme(s?)$"), r"m\1"),
+    (re.compile(r"ll(ed|ing|er|ers)$"), r"l\1"),
+    (re.compile(r"(def|off|lic|pret)ence(s?)$"), r"\1ense\2"),
+)
+
+
+def _american(word: str) -> str:
+    """The American spelling of a British one (neighbourhood → neighborhood, digitalisation
+    → digitalization, centre → center) when only that one is in the dictionary; else the
+    word. Short words are left alone (four, hour, your are not for, hor, yor)."""
+    if len(word) < 6:
+        return word
+    senses = dictionary()
+    if any(f in senses for f in _forms(word)):
+        return word
+    for pattern, replacement in _BRITISH:
+        other = pattern.sub(replacement, word)
+        if other != word and any(f in senses for f in _forms(other)):
+            return other
+    return word
+
+
 def _domain_key(phrase: str) -> str:
     return " ".join(" ".join(english_words(phrase)).split())
 
@@ -424,7 +453,7 @@ def chinese_words(question: str, stop_words: frozenset[str]) -> dict[str, tuple[
     """The question's content words and phrases that the dictionary knows, each with its
     Chinese words, longest phrase first: "per capita income" → {"per capita": (人均,),
     "income": (收入, …)}. A word the dictionary does not know is left out."""
-    words = english_words(question)
+    words = [_american(w) for w in english_words(question)]
     skip = stop_words | QUESTION_WORDS
     found: dict[str, tuple[str, ...]] = {}
     i = 0

@@ -31,3 +31,14 @@ def test_inflections_and_unknown_words():
     found = chinese_words("zxqv blorf", ENGLISH_STOP_WORDS)
     assert found == {}  # a word the dictionary does not know is left out, not guessed
     assert "many" not in chinese_words("How many cities?", ENGLISH_STOP_WORDS)
+
+
+def test_british_spellings_find_the_dictionarys_american_ones():
+    found = chinese_words(
+        "How should the neighbourhood organisation modernise its behaviour?", ENGLISH_STOP_WORDS
+    )
+    assert "社区" in found["neighborhood"]
+    assert "组织" in found["organization"]
+    assert "行为" in found["behavior"]
+    # short words are never respelt: four is not for, hour is not hor
+    assert "四" in chinese_words("four hours", ENGLISH_STOP_WORDS)["four"]
