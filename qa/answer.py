@@ -45,6 +45,11 @@ def short_title(title: str | None) -> str | None:
     return last if len(last) <= 12 else None  # a long unit name: the card shows it
 
 
+def _is_bio(hit: Hit) -> bool:
+    """A bio line or a commentary's author note (作者单位)."""
+    return hit.turn.kind == "bio" or hit.turn.text.lstrip().startswith(NOTE)
+
+
 def _span(hit: Hit, about_person: bool = False) -> tuple[int, int]:
     """(start, end) in the turn text of the sentence that best supports the answer; for a
     question about who someone is or where they work, a bio's or author note's first
@@ -54,7 +59,7 @@ def _span(hit: Hit, about_person: bool = False) -> tuple[int, int]:
     if best is None:  # an index without sentences: the passage that matched
         a = max(0, text.find(hit.passage.text))
         return a, a + len(hit.passage.text)
-    if about_person and (hit.turn.kind == "bio" or text.lstrip().startswith(NOTE)):
+    if about_person and _is_bio(hit):
         best = min(hit.sentences, key=lambda s: s.start)
     a, b = best.start, best.end
     if b - a < SHORT_SENTENCE:
@@ -128,6 +133,8 @@ def _quoted(retrieval: Retrieval) -> list[int]:
     hits = retrieval.hits
     if not hits:
         return []
+    if retrieval.question.about_person and _is_bio(hits[0]):
+        return [0]  # who someone is / where they work: the bio says it, nothing else does
     top = _best(hits[0])
     many = retrieval.question.many_speakers and not retrieval.speakers
     margin = MANY_MARGIN if many else QUOTE_MARGIN

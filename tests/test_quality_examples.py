@@ -50,6 +50,8 @@ def test_who_someone_is_quotes_the_bio_or_author_note(engine, question, speaker,
     ans = engine.ask(question)
     assert ans.answerable, ans.answer
     assert ans.citations[0].speaker == speaker and quoted in squash(ans.citations[0].highlight)
+    # the answer quotes the bio alone, not what the expert said about other things
+    assert len(ans.blocks) == 1 and [q.rank for q in ans.blocks[0].quotes] == [1]
 
 
 # -- answered although the page has no answer ---------------------------------------------
