@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from .evidence import LOW, Verdict
 from .question import is_english
-from .retrieve import NOTE, Hit, Retrieval
+from .retrieve import Hit, Retrieval, is_bio
 from .types import Answer, Citation, Quote, SpeakerBlock, section_path
 
 MAX_CITED_CHARS = 800
@@ -45,11 +45,6 @@ def short_title(title: str | None) -> str | None:
     return last if len(last) <= 12 else None  # a long unit name: the card shows it
 
 
-def _is_bio(hit: Hit) -> bool:
-    """A bio line or a commentary's author note (作者单位)."""
-    return hit.turn.kind == "bio" or hit.turn.text.lstrip().startswith(NOTE)
-
-
 def _span(hit: Hit, about_person: bool = False) -> tuple[int, int]:
     """(start, end) in the turn text of the sentence that best supports the answer; for a
     question about who someone is or where they work, a bio's or author note's first
@@ -59,7 +54,7 @@ def _span(hit: Hit, about_person: bool = False) -> tuple[int, int]:
     if best is None:  # an index without sentences: the passage that matched
         a = max(0, text.find(hit.passage.text))
         return a, a + len(hit.passage.text)
-    if about_person and _is_bio(hit):
+    if about_person and is_bio(hit.turn):
         best = min(hit.sentences, key=lambda s: s.start)
     a, b = best.start, best.end
     if b - a < SHORT_SENTENCE:
@@ -133,7 +128,7 @@ def _quoted(retrieval: Retrieval) -> list[int]:
     hits = retrieval.hits
     if not hits:
         return []
-    if retrieval.question.about_person and _is_bio(hits[0]):
+    if retrieval.question.about_person and is_bio(hits[0].turn):
         return [0]  # who someone is / where they work: the bio says it, nothing else does
     top = _best(hits[0])
     many = retrieval.question.many_speakers and not retrieval.speakers

@@ -169,11 +169,10 @@ def build(
     store_mod.check_buildable(index)
     files = read_corpus(corpus) if files is None else files
     with atomic.exclusive(index, progress):
-        return _build(corpus, index, embedder, progress, files, loaded)
+        return _build(index, embedder, progress, files, loaded)
 
 
 def _build(
-    corpus: Path,
     index: Path,
     embedder: Embedder,
     progress: Progress,

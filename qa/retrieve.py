@@ -23,6 +23,12 @@ from .types import Passage, Turn, section_path
 
 MODES = ("hybrid", "dense", "keyword")
 NOTE = ("（作者单位", "(作者单位")  # a commentary's author note
+
+
+def is_bio(turn: Turn) -> bool:
+    """A bio line or a commentary's author note (作者单位): who someone is, not what they
+    said."""
+    return turn.kind == "bio" or turn.text.lstrip().startswith(NOTE)
 SENTENCE_GAP = 0.05  # cosine a turn's best sentence may lag the best one's by (see below)
 
 
@@ -357,8 +363,8 @@ class Retriever:
         """The candidates holding an English question's words in Chinese, verbatim, by
         the rarity-weighted share of its words they hold (best first, none = left out)."""
         rows = {row for r in ranked for row, _ in r}
-        n = len(self.store)
-        out = [(row, word_share(q, self.store.passages[row].text, n)) for row in rows]
+        share = WordShare(q, len(self.store))
+        out = [(row, share(self.store.passages[row].text.lower())) for row in rows]
         return sorted(((r, s) for r, s in out if s > 0), key=lambda x: (-x[1], x[0]))
 
     def _with_sentence_scores(self, hits: list[Hit], w: float) -> list[Hit]:
