@@ -317,6 +317,19 @@ def test_engine_passages_agree_with_torch(embedder: Embedder, torch_embedder: Em
     assert "passages/s" in messages[-1] and f"{len(texts)}/{len(texts)}" in messages[-1]
 
 
+def test_engine_passages_keep_input_order_and_embed_repeats_once(embedder: Embedder) -> None:
+    """Passages go to the engine shortest first and each text once; the rows come back in
+    the caller's order, a repeated text with its first copy's vector."""
+    texts = AGREEMENT_TEXTS[:12] + [AGREEMENT_TEXTS[3], AGREEMENT_TEXTS[0], "数据" * 300]
+    messages: list[str] = []
+    together = embedder.embed_passages(texts, progress=messages.append)
+    alone = np.vstack([embedder.embed_passages([t]) for t in texts])
+    assert float(np.min(np.sum(together * alone, axis=1))) >= 0.9999
+    np.testing.assert_array_equal(together[12], together[3])
+    np.testing.assert_array_equal(together[13], together[0])
+    assert f"{len(texts)}/{len(texts)}" in messages[-1]
+
+
 def test_loading_does_not_switch_the_hub_off_for_the_process(
     model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
