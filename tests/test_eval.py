@@ -479,13 +479,14 @@ def test_run_eval_end_to_end(tmp_path, gold):
 #: Targets the system on this branch is known to miss (measured by `eval/run_eval.py
 #: --configs hybrid`, see /work/notes/readme-eval.md). Shrink this set as the system improves;
 #: when it is empty the strict xfail below turns into an ordinary test.
-KNOWN_MISSED = {  # 2026-12-06, after 16 new English test questions (x01–x16)
-    "hit@1",  # 0.926 (0.952 before the new questions: English on unseen questions lags)
-    "hit@5",  # 0.967
-    "highlight@1",  # 0.839 (0.853)
-    "answerable_abstained",  # 0.025
-    "en_zh_gap_hit@1",  # 0.135: English 0.837 (43) vs Chinese 0.973 (73)
-}  # met: speaker@1 0.974, unanswerable 0.963, generated 0.963, dev–test gap 0.027
+KNOWN_MISSED = {  # 2026-12-06 (second session), after 46 new English questions (y01–y46, 30 of them test)
+    "hit@1",  # 0.917 (0.926 before them: English on unseen questions lags)
+    "hit@5",  # 0.972
+    "highlight@1",  # 0.831
+    "unanswerable_abstained",  # 0.939: the new y41–y46 include near-topic English ones
+    "answerable_abstained",  # 0.021
+    "en_zh_gap_hit@1",  # 0.122: English 0.851 (67) vs Chinese 0.973 (73)
+}  # met: speaker@1 0.972, generated 0.963, dev–test gap 0.028
 
 
 @pytest.fixture(scope="module")
