@@ -30,6 +30,14 @@ MAX_PHRASE_WORDS = 3
 QUESTION_WORDS = frozenset(
     "say says said tell according think thinks view views want many much kind kinds".split()
 )
+# words that end phrasal verbs (carry out, get along): no noun a compound is named after
+PARTICLES = frozenset(
+    "about above across after against along among around away back behind below beneath "
+    "beside besides between beyond down forth forward further inside into off onto out "
+    "outside over past round since through throughout together toward towards under "
+    "underneath until upon within without".split()
+)
+_LINKING = frozenset("of and or for to in on at by with from as per than the a an".split())
 MAX_DOMAIN_WORDS = 5  # "chengdu chongqing twin city economic circle"
 
 # English term (lower case, hyphens as spaces, singular) → the Chinese words a Chinese text
@@ -376,6 +384,34 @@ def _load() -> dict[str, tuple[str, ...]]:
     return {key: tuple(sorted(heads)) for key, heads in senses.items()}
 
 
+@functools.cache
+def _compounds() -> dict[str, tuple[str, ...]]:
+    """Last word of a sense of 2–3 words → the headwords with it: "industry value chain"
+    (产业链) under chain, "essential factor" (要素) under factor. Only compounds named
+    after their last word: "internet of things" (物联网) is no kind of thing."""
+    out: dict[str, set[str]] = {}
+    for key, heads in dictionary().items():
+        if " " in key and not set(key.split()[:-1]) & _LINKING:
+            out.setdefault(key.rsplit(" ", 1)[1], set()).update(h for h in heads if len(h) > 1)
+    return {word: tuple(sorted(heads)) for word, heads in out.items() if heads}
+
+
+def compound_senses(word: str) -> tuple[str, ...]:
+    """The Chinese compounds whose English sense ends with this word (or an inflection
+    of it) and that hold the character meaning it: where a text would use the word when
+    none of its own senses appear (the page writes 产业链, never 链条 or 链子, for a
+    chain)."""
+    if len(word) < 5 or word in PARTICLES:  # carry out, all along: out and along say nothing
+        return ()
+    forms, senses, compounds = _forms(_american(word)), dictionary(), _compounds()
+    # the character that means the word, inside the compound: 链 of 产业链 (never 众生 for
+    # "living things": no character of it means thing)
+    characters = {h for f in forms for h in senses.get(f, ()) if len(h) == 1}
+    return tuple(dict.fromkeys(
+        h for f in forms for h in compounds.get(f, ()) if characters & set(h)
+    ))
+
+
 def _forms(word: str) -> list[str]:
     """The word and what it may be an inflection of (lights → light, cities → city)."""
     forms = [word]
@@ -385,10 +421,16 @@ def _forms(word: str) -> list[str]:
         forms.append(word[:-2])
     if word.endswith("s") and not word.endswith("ss"):
         forms.append(word[:-1])
-    if word.endswith("ed"):
+    if word.endswith("ied"):  # tried → try, never tri (a prefix's sense: 三项)
+        forms.append(word[:-3] + "y")
+    elif word.endswith("ed"):
         forms += [word[:-2], word[:-1]]
     if word.endswith("ing"):
         forms += [word[:-3], word[:-3] + "e"]
+    if word.endswith("al") and len(word) > 6:  # institutional → institution
+        forms.append(word[:-2])
+    if word.endswith("ly") and len(word) > 5:  # quickly → quick
+        forms.append(word[:-2])
     return forms
 
 

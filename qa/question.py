@@ -15,7 +15,7 @@ import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from .lexicon import PinyinIndex, chinese_words, english_words
+from .lexicon import PinyinIndex, chinese_words, compound_senses, english_words
 from .store import ENGLISH_STOP_WORDS, STOP_WORDS, split_words
 
 # The one definition of "English": fewer than half of the letters are Chinese characters.
@@ -78,6 +78,7 @@ class Word:
 
 
 RARE_SHARE = 0.05  # a word in under 5 % of passages singles a passage out
+MAX_COMPOUNDS = 3  # an English word found only inside compounds: more of them say nothing
 SENSES_PER_WORD = 2  # an English word's Chinese senses that stand for it in a search
 
 
@@ -309,9 +310,8 @@ class Analyser:
         self, text: str, named: list[str]
     ) -> tuple[list[tuple[str, tuple[str, ...]]], list[tuple[str, tuple[str, ...]]]]:
         """``_english_pairs`` as (dictionary senses, pinyin readings)."""
-        # a one-character sense (前, 头 for "top") matches everything: words only
         pairs = [
-            (label, tuple(f for f in forms if len(f) > 1))
+            (label, self._usable(label, forms))
             for label, forms in chinese_words(text, ENGLISH_STOP_WORDS).items()
             if not any(label in name or name in label for name in named)
         ]
@@ -321,6 +321,17 @@ class Analyser:
         # a dictionary word inside a name in pinyin (the ban of Yu Kuai Ban) is the name's
         covered = {w for label, _ in read for w in label.split()}
         return [p for p in pairs if not set(p[0].split()) <= covered], read
+
+    def _usable(self, label: str, forms: tuple[str, ...]) -> tuple[str, ...]:
+        """The senses of an English word worth looking for: words only (a one-character
+        sense, 前 or 头 for "top", matches nearly everything). A word none of whose senses
+        the page uses is looked for in the compounds whose sense ends with it, if at most
+        a few of them are on the page (chain → 产业链 "industry value chain")."""
+        kept = tuple(f for f in forms if len(f) > 1)
+        if " " in label or any(self._count(f) for f in kept):
+            return kept
+        used = tuple(f for f in compound_senses(label) if self._count(f))
+        return kept + used if len(used) <= MAX_COMPOUNDS else kept
 
     def _pinyin_pairs(
         self, words: list[str], known: set[str], named: list[str]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from qa.lexicon import chinese_words, dictionary
+from qa.lexicon import chinese_words, compound_senses, dictionary
 from qa.store import ENGLISH_STOP_WORDS
 
 
@@ -42,3 +42,16 @@ def test_british_spellings_find_the_dictionarys_american_ones():
     assert "行为" in found["behavior"]
     # short words are never respelt: four is not for, hour is not hor
     assert "四" in chinese_words("four hours", ENGLISH_STOP_WORDS)["four"]
+
+
+def test_more_inflections():
+    assert "尝试" in chinese_words("They tried it", ENGLISH_STOP_WORDS)["tried"]  # try, not tri
+    assert "三项" not in chinese_words("They tried it", ENGLISH_STOP_WORDS)["tried"]
+    assert "制度" in chinese_words("institutional reform", ENGLISH_STOP_WORDS)["institutional"]
+
+
+def test_compounds_named_after_a_word_hold_its_character():
+    assert "产业链" in compound_senses("chain")  # "industry value chain", 链 = chain
+    assert "物联网" not in compound_senses("things")  # internet *of* things
+    assert "众生" not in compound_senses("things")  # "living things": no 物 or 事 in it
+    assert compound_senses("out") == () and compound_senses("along") == ()  # particles

@@ -105,6 +105,15 @@ def test_english_words_come_with_their_chinese_senses(analyse):
     assert all(len(f) > 1 for w in q.words for f in w.forms)  # no one-character senses
 
 
+def test_a_word_the_page_uses_only_inside_a_compound_finds_it(analyse):
+    """The page never writes 链条 or 链子 for a chain, but 产业链; a word none of whose
+    senses the page uses is looked for in the compounds named after it."""
+    by = {w.label: w for w in analyse("Which full industrial chain is taking shape?").words}
+    assert by["chain"].forms == ("产业链",) and by["chain"].passages >= 1
+    # a word whose own senses the page uses keeps them alone
+    assert "产业链" not in {f for w in analyse("What about industry?").words for f in w.forms}
+
+
 @pytest.mark.parametrize(
     ("text", "many"),
     [
