@@ -479,7 +479,7 @@ def test_run_eval_end_to_end(tmp_path, gold):
 #: Targets the system on this branch is known to miss (measured by `eval/run_eval.py
 #: --configs hybrid`, see /work/notes/readme-eval.md). Shrink this set as the system improves;
 #: when it is empty the strict xfail below turns into an ordinary test.
-KNOWN_MISSED = {  # 2026-12-06 (second session), after 46 new English questions (y01–y46, 30 of them test)
+KNOWN_MISSED = {  # 2026-12-06 (2nd session): 46 new English questions, y01–y46 (30 in test)
     "hit@1",  # 0.917 (0.926 before them: English on unseen questions lags)
     "hit@5",  # 0.972
     "highlight@1",  # 0.831
