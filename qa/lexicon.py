@@ -339,6 +339,14 @@ DOMAIN: dict[str, tuple[str, ...]] = {
     "summit": ("峰会",),
     "cooperation": ("合作",),
 }
+# a number written as a word: the page writes it in digits (5类) or characters (三长三短)
+NUMBERS: dict[str, tuple[str, ...]] = {
+    word: (str(i), char)
+    for i, (word, char) in enumerate(
+        zip("one two three four five six seven eight nine ten".split(), "一二三四五六七八九十"),
+        start=1,
+    )
+}
 _SKIP_SENSE = re.compile(r"surname|variant of|\bsee\b|\bcl:|abbr\. for|old variant", re.I)
 _LEADING = re.compile(r"^(?:to|the|a|an)\s+")
 _PARENS = re.compile(r"\([^)]*\)")
@@ -476,6 +484,8 @@ def _senses(phrase: list[str]) -> set[str]:
     """The Chinese words for a phrase (its last word maybe inflected): domain, then CEDICT."""
     senses, domain = dictionary(), _domain()
     heads: set[str] = set()
+    if len(phrase) == 1 and phrase[0] in NUMBERS:
+        return set(NUMBERS[phrase[0]])
     for last in _forms(phrase[-1]):
         key = " ".join([*phrase[:-1], last])
         heads.update(domain.get(key, ()))

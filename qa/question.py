@@ -15,7 +15,7 @@ import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from .lexicon import PinyinIndex, chinese_words, compound_senses, english_words
+from .lexicon import NUMBERS, PinyinIndex, chinese_words, compound_senses, english_words
 from .store import ENGLISH_STOP_WORDS, STOP_WORDS, split_words
 
 # The one definition of "English": fewer than half of the letters are Chinese characters.
@@ -327,7 +327,7 @@ class Analyser:
         sense, 前 or 头 for "top", matches nearly everything). A word none of whose senses
         the page uses is looked for in the compounds whose sense ends with it, if at most
         a few of them are on the page (chain → 产业链 "industry value chain")."""
-        kept = tuple(f for f in forms if len(f) > 1)
+        kept = tuple(f for f in forms if len(f) > 1 or label in NUMBERS)
         if " " in label or any(self._count(f) for f in kept):
             return kept
         used = tuple(f for f in compound_senses(label) if self._count(f))
