@@ -15,7 +15,7 @@ import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from .lexicon import NUMBERS, PinyinIndex, chinese_words, compound_senses, english_words
+from .lexicon import COLLOQUIAL, NUMBERS, PinyinIndex, chinese_words, compound_senses, english_words
 from .store import ENGLISH_STOP_WORDS, STOP_WORDS, split_words
 
 # The one definition of "English": fewer than half of the letters are Chinese characters.
@@ -101,8 +101,9 @@ class Question:
     def senses(self) -> tuple[str, ...]:
         """The Chinese words the corpus uses for an English question's words, question
         order, most used sense first: what the Chinese passages would say."""
-        if not self.english:
-            return ()
+        if not self.english:  # everyday words (饭碗 → 就业)
+            return tuple(dict.fromkeys(f for w in self.words if w.sense and w.passages
+                                       for f in w.forms[:SENSES_PER_WORD]))
         out = [f for w in self.words if w.passages for f in w.forms[:SENSES_PER_WORD]]
         return tuple(dict.fromkeys(f for f in out if re.search(r"[\u4e00-\u9fff]", f)))
 
@@ -131,6 +132,7 @@ ASKING_WORDS = frozenset(
     """
     看 怎么看 如何看 评价 看待 认为 觉得 建议 意见 想法 看法 观点 态度 见解 说 讲 谈 谈到
     提到 表示 指出 主张 一共 总共 共有 名字 叫 叫做 意思 是指 指的是 含义 介绍 啥 咋
+    办法 法子 招儿 高招
     """.split()
 )
 _NAME_SEP = r"[\s\-·.]*"
@@ -288,6 +290,7 @@ class Analyser:
                 pair = phrase_of.get(w, (w, (w,))) if w in foreign else (w, (w,))
                 if pair not in pairs:
                     pairs.append(pair)
+            pairs = self._colloquial(text, pairs, sensed)
         words = []
         for label, forms in pairs:
             counts = {f: self._count(f) for f in forms}
@@ -299,6 +302,27 @@ class Analyser:
         # evidence: the whole word is what was asked about
         never = [w.label for w in words if not w.passages]
         return [w for w in words if not any(w.label != n and w.label in n for n in never)]
+
+    def _colloquial(
+        self, text: str, pairs: list[tuple[str, tuple[str, ...]]], sensed: set[str]
+    ) -> list[tuple[str, tuple[str, ...]]]:
+        """Everyday words the page never uses (饭碗, 跑好几趟) stand for the written words it
+        does use (就业, 跑腿), in place of the question's words they overlap."""
+        low = text.lower()
+        for key in sorted(COLLOQUIAL, key=len, reverse=True):
+            if key not in low or any(key in label for label in sensed) or self._count(key):
+                continue
+            written = tuple(f for f in COLLOQUIAL[key] if self._count(f))
+            if not written:
+                continue
+            if any(key in label and key != label for label, _ in pairs):
+                continue  # 最低工资 asks more than 工资 would say
+            at = [i for i, (label, _) in enumerate(pairs) if label in key]
+            place = at[0] if at else len(pairs)
+            pairs = [p for i, p in enumerate(pairs) if i not in at]
+            pairs.insert(min(place, len(pairs)), (key, written))
+            sensed.add(key)
+        return pairs
 
     def _english_pairs(self, text: str, named: list[str]) -> list[tuple[str, tuple[str, ...]]]:
         """An English text's words and phrases with the Chinese words for them: the

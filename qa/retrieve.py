@@ -223,7 +223,9 @@ class Retriever:
         """The question's search terms; for an English question also the Chinese senses
         of its words that the corpus uses (measured on the dev split: off is better)."""
         if not q.english or q.about_person:
-            return list(q.tokens)
+            # a Chinese question's everyday words (饭碗) search as the page's (就业)
+            senses = [] if q.english else list(q.senses)
+            return [*q.tokens, *tokenize(" ".join(senses))] if senses else list(q.tokens)
         # an English question's tokens that match Chinese passages are the names; once
         # the search is narrowed to those speakers they would only favour the shortest
         # passage holding the name (an author note)

@@ -54,6 +54,27 @@ def test_who_someone_is_quotes_the_bio_or_author_note(engine, question, speaker,
     assert len(ans.blocks) == 1 and [q.rank for q in ans.blocks[0].quotes] == [1]
 
 
+@pytest.mark.parametrize(
+    ("question", "speakers", "written"),
+    [
+        ("年轻人找工作难，专家怎么说？", {"孙金华"}, ("就业",)),
+        ("老人家不会用手机办事怎么办？", {"卢阳春"}, ("老年人",)),
+        ("去政府办手续总要跑几趟，咋整？", {"卢阳春", "蔡之兵"}, ("跑腿", "一次办事难")),
+    ],
+)
+def test_everyday_words_find_the_pages_written_ones(engine, question, speakers, written):
+    """找工作 / 老人家 / 跑几趟 are never on the page; 就业 / 老年人 / 跑腿 are."""
+    ans = engine.ask(question)
+    assert ans.answerable, ans.answer
+    top = ans.citations[0]
+    assert top.speaker in speakers and any(w in squash(top.text) for w in written)
+
+
+def test_an_everyday_word_inside_a_narrower_one_is_not_swapped(engine):
+    """工资 alone is not the page's 收入, and 最低工资 asks more than either."""
+    assert not engine.ask("孙金华怎么看最低工资？").answerable
+
+
 # -- answered although the page has no answer ---------------------------------------------
 
 
