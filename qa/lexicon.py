@@ -343,7 +343,8 @@ DOMAIN: dict[str, tuple[str, ...]] = {
 NUMBERS: dict[str, tuple[str, ...]] = {
     word: (str(i), char)
     for i, (word, char) in enumerate(
-        zip("one two three four five six seven eight nine ten".split(), "一二三四五六七八九十"),
+        zip("one two three four five six seven eight nine ten".split(), "一二三四五六七八九十",
+            strict=True),
         start=1,
     )
 }
