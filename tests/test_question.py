@@ -148,3 +148,9 @@ def test_the_question_is_tokenized_once(analyse):
 
     q = analyse("智慧城市建设的本质是什么？")
     assert list(q.tokens) == tokenize(q.text)
+
+
+def test_an_english_number_word_finds_digits_and_numerals(analyse):
+    """The page writes 5类 and 三长三短; five and three are one-character senses kept."""
+    by = {w.label: w for w in analyse("What are the five kinds of applications?").words}
+    assert set(by["five"].forms) == {"5", "五"} and by["five"].passages >= 1
