@@ -179,6 +179,11 @@ def _content_words(text: str, cut: list[str], named: list[str]) -> list[str]:
     return [w for w in out if len(w) > 1 or w.isdigit()] if longer else out
 
 
+@functools.cache
+def _colloquial_pattern() -> re.Pattern:
+    return re.compile("|".join(map(re.escape, sorted(COLLOQUIAL, key=len, reverse=True))))
+
+
 class Analyser:
     """Turns question text into a ``Question``; one per index (it knows the names and
     how often each word is used)."""
@@ -257,6 +262,8 @@ class Analyser:
                 continue
             n = len(name)
             for i in range(len(text) - n + 1):
+                if text[i] != name[0] and text[i + 1] != name[1]:
+                    continue  # two characters already differ
                 window = text[i : i + n]
                 if not re.fullmatch(r"[\u4e00-\u9fff]+", window):
                     continue
@@ -308,9 +315,9 @@ class Analyser:
     ) -> list[tuple[str, tuple[str, ...]]]:
         """Everyday words the page never uses (饭碗, 跑好几趟) stand for the written words it
         does use (就业, 跑腿), in place of the question's words they overlap."""
-        low = text.lower()
-        for key in sorted(COLLOQUIAL, key=len, reverse=True):
-            if key not in low or any(key in label for label in sensed) or self._count(key):
+        found = _colloquial_pattern().findall(text)  # longest first: 老人家 before 老人
+        for key in sorted(set(found), key=len, reverse=True):
+            if any(key in label for label in sensed) or self._count(key):
                 continue
             written = tuple(f for f in COLLOQUIAL[key] if self._count(f))
             if not written:
@@ -354,7 +361,8 @@ class Analyser:
         kept = tuple(f for f in forms if len(f) > 1 or label in NUMBERS)
         if " " in label or any(self._count(f) for f in kept):
             return kept
-        used = tuple(f for f in compound_senses(label) if self._count(f))
+        # tokens only: a common word has hundreds of compounds, too many to scan the text for
+        used = tuple(f for f in compound_senses(label) if self._passages_with(f))
         return kept + used if len(used) <= MAX_COMPOUNDS else kept
 
     def _pinyin_pairs(
