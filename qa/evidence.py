@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .question import Question
-from .retrieve import Hit, Retrieval, idf, word_share
+from .retrieve import Hit, Retrieval, idf, is_bio, word_share
 
 MODEL_FILE = Path(__file__).with_name("evidence_model.json")
 HIGH, LOW, REFUSE = "high", "low", "refuse"
@@ -466,7 +466,7 @@ def bio_answers(r: Retrieval) -> bool:
     if not (q.about_person and q.speakers and r.hits):
         return False
     top = r.hits[0].turn
-    return top.kind == "bio" and top.speaker in q.speakers
+    return is_bio(top) and top.speaker in q.speakers
 
 
 def nothing_to_match(q: Question) -> bool:
