@@ -63,13 +63,15 @@ def _quantity(unit: str | None) -> re.Pattern:
     units = re.escape(unit) if unit else rf"人次|[{_MEASURE}%‰]|平方|公里|千米|米|吨|倍|{_SPANS}"
     return re.compile(
         rf"{_PERCENT.pattern}|(?:{_NUM})\s*(?:万|亿)?\s*(?:多|余)?\s*(?:{units})|"
-        rf"[{_CN_ONE}](?:{_SPANS})"
+        rf"[{_CN_ONE}](?:{_SPANS}|{_COUNTED})"
     )
 
 
 # a span of time or a share: 三分钟, 两个月, 三成. One Chinese numeral counts only before
-# these (一 never: 一方面, 一个都不能少 are words, not figures).
+# these (一 never: 一方面, 一个都不能少 are words, not figures)
 _SPANS = "分钟|小时|天|周|个月|成|岁"
+# ... and before a measure word that counts kinds: 四个自信, 两方面, 五类应用, 三项任务
+_COUNTED = "个|项|类|种|方面|大"
 _CN_ONE = "两三四五六七八九十"
 
 

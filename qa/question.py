@@ -244,6 +244,8 @@ class Analyser:
                 continue
             name = members[0]
             out.append((re.compile(rf"\b{_HONORIFIC_EN}\s*{family}\b", re.I | re.A), name))
+            # a bare surname, capitalised after another word: "does Sun say", "in Cai's view"
+            out.append((re.compile(rf"(?<=\w\s){family.capitalize()}\b", re.A), name))
             out.append((re.compile(rf"{re.escape(name[0])}(?:{_HONORIFIC_ZH})"), name))
         return out
 
@@ -347,7 +349,10 @@ class Analyser:
             if not any(label in name or name in label for name in named)
         ]
         pairs = [(label, forms) for label, forms in pairs if forms]
-        known = {w for label, _ in pairs for w in label.split()}
+        # a word none of whose senses the page uses may be a name in pinyin (Sichuan: the
+        # dictionary's 巴蜀, the page's 四川)
+        known = {w for label, forms in pairs if any(self._count(f) for f in forms)
+                 for w in label.split()}
         read = self._pinyin_pairs(english_words(text), known, named)
         # a dictionary word inside a name in pinyin (the ban of Yu Kuai Ban) is the name's
         covered = {w for label, _ in read for w in label.split()}

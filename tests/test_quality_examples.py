@@ -75,6 +75,12 @@ def test_an_everyday_word_inside_a_narrower_one_is_not_swapped(engine):
     assert not engine.ask("孙金华怎么看最低工资？").answerable
 
 
+def test_one_chinese_numeral_before_a_measure_word_is_a_count(engine):
+    """四个自信 answers a how-many question (one numeral before 个, 项, 类, 方面)."""
+    ans = engine.ask("How many 'confidences' does Sun say people should be guided to hold firmer?")
+    assert ans.answerable and "四个自信" in squash(ans.citations[0].text)
+
+
 # -- answered although the page has no answer ---------------------------------------------
 
 

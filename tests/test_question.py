@@ -154,3 +154,23 @@ def test_an_english_number_word_finds_digits_and_numerals(analyse):
     """The page writes 5类 and 三长三短; five and three are one-character senses kept."""
     by = {w.label: w for w in analyse("What are the five kinds of applications?").words}
     assert set(by["five"].forms) == {"5", "五"} and by["five"].passages >= 1
+
+
+@pytest.mark.parametrize(
+    ("text", "speakers"),
+    [
+        ("What does Sun say about jobs?", ("孙金华",)),
+        ("How can trust be won, according to Wang?", ("王正攀",)),
+        ("What should planning give the system, in Cai's view?", ("蔡之兵",)),
+        ("Does the sun shine on the expo?", ()),  # the word, lower case
+        ("Sun and wind power: what does the page say?", ()),  # first word: not a name
+    ],
+)
+def test_a_bare_capitalised_surname_names_its_one_speaker(analyse, text, speakers):
+    assert analyse(text).speakers == speakers
+
+
+def test_a_dictionary_word_the_page_never_uses_is_read_as_pinyin(analyse):
+    """CC-CEDICT's Sichuan is 巴蜀 / 蜀国; the page writes 四川."""
+    forms = {f for w in analyse("Which Sichuan society is Lu Yangchun in?").words for f in w.forms}
+    assert "四川" in forms
