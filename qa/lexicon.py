@@ -525,6 +525,48 @@ def _senses(phrase: list[str]) -> set[str]:
     return heads
 
 
+@functools.cache
+def _vocabulary() -> dict[str, int]:
+    """English word → how many headwords' senses use it: the commoner a word, the likelier
+    it is what a misspelling meant."""
+    counts: dict[str, int] = {}
+    for key, heads in dictionary().items():
+        for word in key.split():
+            counts[word] = counts.get(word, 0) + len(heads)
+    for key in _domain():
+        for word in key.split():
+            counts[word] = counts.get(word, 0) + 10
+    return counts
+
+
+def known_word(word: str) -> bool:
+    """Does the dictionary (or the domain list) use this word, maybe inflected?"""
+    vocabulary = _vocabulary()
+    return any(f in vocabulary for f in _forms(_american(word)))
+
+
+def corrected(word: str) -> str | None:
+    """The commonest dictionary word one edit (a letter dropped, added, changed or two
+    swapped) from a word the dictionary does not know: phsyical → physical, habbits →
+    habits, goverment → government. None for a known or short word, or no neighbour."""
+    if len(word) < 5 or not word.isalpha() or known_word(word):
+        return None
+    vocabulary = _vocabulary()
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    splits = [(word[:i], word[i:]) for i in range(len(word) + 1)]
+    edits = (
+        {a + b[1:] for a, b in splits if b}
+        | {a + b[1] + b[0] + b[2:] for a, b in splits if len(b) > 1}
+        | {a + c + b[1:] for a, b in splits if b for c in letters}
+        | {a + c + b for a, b in splits for c in letters}
+    )
+    best = max(
+        ((max(vocabulary.get(f, 0) for f in _forms(e)), e) for e in edits),
+        default=(0, ""),
+    )
+    return best[1] if best[0] > 0 else None
+
+
 def english_words(question: str) -> list[str]:
     """The question's English words, lower case: "R&D" → r and d, "top-level" → top level,
     "Chengdu-Chongqing" → chengdu chongqing, "5G" stays 5g."""

@@ -15,7 +15,15 @@ import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from .lexicon import COLLOQUIAL, NUMBERS, PinyinIndex, chinese_words, compound_senses, english_words
+from .lexicon import (
+    COLLOQUIAL,
+    NUMBERS,
+    PinyinIndex,
+    chinese_words,
+    compound_senses,
+    corrected,
+    english_words,
+)
 from .store import ENGLISH_STOP_WORDS, STOP_WORDS, split_words
 
 # The one definition of "English": fewer than half of the letters are Chinese characters.
@@ -343,6 +351,7 @@ class Analyser:
         self, text: str, named: list[str]
     ) -> tuple[list[tuple[str, tuple[str, ...]]], list[tuple[str, tuple[str, ...]]]]:
         """``_english_pairs`` as (dictionary senses, pinyin readings)."""
+        text = self._spelled(text)
         pairs = [
             (label, self._usable(label, forms))
             for label, forms in chinese_words(text, ENGLISH_STOP_WORDS).items()
@@ -357,6 +366,15 @@ class Analyser:
         # a dictionary word inside a name in pinyin (the ban of Yu Kuai Ban) is the name's
         covered = {w for label, _ in read for w in label.split()}
         return [p for p in pairs if not set(p[0].split()) <= covered], read
+
+    def _spelled(self, text: str) -> str:
+        """English words misspelt by one letter, respelt (phsyical → physical), unless the
+        corpus reads them as pinyin (a name is not a typo)."""
+        for word in set(english_words(text)):
+            right = corrected(word)
+            if right and not self.pinyin_words(word):
+                text = re.sub(rf"(?i)\b{word}\b", right, text)
+        return text
 
     def _usable(self, label: str, forms: tuple[str, ...]) -> tuple[str, ...]:
         """The senses of an English word worth looking for: words only (a one-character

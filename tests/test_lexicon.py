@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from qa.lexicon import chinese_words, compound_senses, dictionary
+from qa.lexicon import chinese_words, compound_senses, corrected, dictionary
 from qa.store import ENGLISH_STOP_WORDS
 
 
@@ -55,3 +55,12 @@ def test_compounds_named_after_a_word_hold_its_character():
     assert "物联网" not in compound_senses("things")  # internet *of* things
     assert "众生" not in compound_senses("things")  # "living things": no 物 or 事 in it
     assert compound_senses("out") == () and compound_senses("along") == ()  # particles
+
+
+def test_a_word_misspelt_by_one_letter_is_respelt():
+    assert corrected("phsyical") == "physical"  # two letters swapped
+    assert corrected("habbits") == "habits"  # one too many
+    assert corrected("goverment") == "government"  # one missing
+    assert corrected("government") is None  # known
+    assert corrected("yukuaiban") is None and corrected("liangjiang") is None  # no neighbour
+    assert corrected("waht") is None  # words under five letters are left alone

@@ -174,3 +174,10 @@ def test_a_dictionary_word_the_page_never_uses_is_read_as_pinyin(analyse):
     """CC-CEDICT's Sichuan is 巴蜀 / 蜀国; the page writes 四川."""
     forms = {f for w in analyse("Which Sichuan society is Lu Yangchun in?").words for f in w.forms}
     assert "四川" in forms
+
+
+def test_a_misspelt_english_word_finds_its_senses(analyse):
+    forms = {f for w in analyse("What about the phsyical city?").words for f in w.forms}
+    assert "现实城市" in forms  # physical city
+    # a word the corpus reads as pinyin is a name, not a typo
+    assert "渝快办" in {f for w in analyse("What is Yukuaiban?").words for f in w.forms}
