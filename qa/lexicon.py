@@ -545,6 +545,7 @@ def known_word(word: str) -> bool:
     return any(f in vocabulary for f in _forms(_american(word)))
 
 
+@functools.lru_cache(maxsize=4096)
 def corrected(word: str) -> str | None:
     """The commonest dictionary word one edit (a letter dropped, added, changed or two
     swapped) from a word the dictionary does not know: phsyical → physical, habbits →
