@@ -40,7 +40,7 @@ def _after_chat(app, t0: float) -> None:
     from qa import lexicon
 
     _progress(f"chat pages {app.state.chat} in {time.perf_counter() - t0:.1f} s")
-    lexicon.dictionary()
+    lexicon.load()
     app.state.engine.retriever.analyse.pinyin_index()
 
 

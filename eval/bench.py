@@ -113,7 +113,7 @@ def main() -> None:
         # dictionary, the corpus as pinyin), else the first English question pays ~2 s
         from qa import lexicon
 
-        lexicon.dictionary()
+        lexicon.load()
         engine.retriever.analyse.pinyin_index()
         # vary the text each round so no query-embedding cache can answer
         rounds = [[q if r == 0 else f"{q}{'？' * r}" for q in qs] for r in range(args.rounds)]
