@@ -479,15 +479,15 @@ def test_run_eval_end_to_end(tmp_path, gold):
 #: Targets the system on this branch is known to miss (measured by `eval/run_eval.py
 #: --configs hybrid`, see /work/notes/readme-eval.md). Shrink this set as the system improves;
 #: when it is empty the strict xfail below turns into an ordinary test.
-KNOWN_MISSED = {  # 2026-12-06 (2nd session): 82 new English questions (y, w), 48 in test
-    "hit@1",  # 0.920
-    "hit@5",  # 0.969
-    "highlight@1",  # 0.830
-    "unanswerable_abstained",  # 0.939: the new y41–y46 include near-topic English ones
-    "answerable_abstained",  # 0.025
-    "dev_test_gap_hit@1",  # 0.036: dev 0.956 (tuned on: the everyday-word map among others)
-    "en_zh_gap_hit@1",  # 0.102: English 0.871 vs Chinese 0.973
-}  # met: speaker@1 0.975, generated 0.963
+KNOWN_MISSED = {  # 2026-12-06 (2nd session): 82 English (y, w) and 30 colloquial (z) added
+    "hit@1",  # 0.897: 11 colloquial test questions written blind get 4 at rank 1
+    "hit@5",  # 0.943
+    "highlight@1",  # 0.826
+    "unanswerable_abstained",  # 0.897 (35/39)
+    "answerable_abstained",  # 0.040 (7/174)
+    "dev_test_gap_hit@1",  # 0.047: dev 0.943 (tuned on: the everyday-word map among others)
+}  # met: speaker@1 0.952, generated 0.963, English–Chinese gap 0.001 (English 0.894 rose,
+#   Chinese 0.893 fell with the colloquial questions: met by that, not by English alone)
 
 
 @pytest.fixture(scope="module")
