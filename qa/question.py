@@ -86,6 +86,7 @@ class Word:
 
 
 RARE_SHARE = 0.05  # a word in under 5 % of passages singles a passage out
+JOIN_RARE = 2  # passages, at most, of the word on the page that a joined pair would hide
 MAX_COMPOUNDS = 3  # an English word found only inside compounds: more of them say nothing
 SENSES_PER_WORD = 2  # an English word's Chinese senses that stand for it in a search
 
@@ -318,7 +319,38 @@ class Analyser:
         # the parts of a word the corpus never uses (个人, 所得 of 个人所得税) are not
         # evidence: the whole word is what was asked about
         never = [w.label for w in words if not w.passages]
-        return [w for w in words if not any(w.label != n and w.label in n for n in never)]
+        words = [w for w in words if not any(w.label != n and w.label in n for n in never)]
+        return words if english else self._joined(text, words)
+
+    def _joined(self, text: str, words: list[Word]) -> list[Word]:
+        """Two Chinese words written together, one of them never on the page (自动 + 驾驶,
+        高考 + 改革), are one word the page never uses: 自动 alone on the page (自动调整红绿灯)
+        is no evidence about 自动驾驶."""
+        low = text.lower()
+        out: list[Word] = []
+        joined: set[str] = set()
+        for w in words:
+            prev = out[-1] if out else None
+            if prev is not None and prev.label in joined:
+                prev = None  # two words at most: 建设几个城市智能中枢 is no word
+            if (
+                prev is not None
+                and prev.label in low and w.label in low  # words as asked, not joined ones
+                and bool(prev.passages) != bool(w.passages)  # one on the page, one not
+                and 0 < prev.passages + w.passages <= JOIN_RARE
+                and len(prev.label) > 1 and len(w.label) > 1
+                and prev.label + w.label not in joined
+                and not prev.sense and not w.sense
+                and re.fullmatch(r"[\u4e00-\u9fff]+", prev.label + w.label)
+                and prev.label + w.label in low
+                and not self._count(prev.label + w.label)
+            ):
+                label = prev.label + w.label
+                out[-1] = Word(label, (label,), 0, 0.0, False)
+                joined.add(label)
+                continue
+            out.append(w)
+        return out
 
     def _colloquial(
         self, text: str, pairs: list[tuple[str, tuple[str, ...]]], sensed: set[str]

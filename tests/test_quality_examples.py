@@ -85,6 +85,22 @@ def test_one_chinese_numeral_before_a_measure_word_is_a_count(engine):
 
 
 @pytest.mark.parametrize(
+    ("question", "answered"),
+    [
+        ("蔡之兵对自动驾驶有什么看法？", False),  # 自动 is on the page (自动调整红绿灯), 驾驶 not
+        ("孙金华对高考改革有什么建议？", False),  # 改革 is on the page, 高考 not
+        ("卢阳春对户籍改革怎么看？", False),
+        ("蔡之兵如何评价红绿灯自动调整？", True),  # 自动 and 调整 are both on the page
+        ("孙金华怎么看收入分配制度改革？", True),
+    ],
+)
+def test_a_rare_word_written_together_with_one_the_page_never_uses_is_no_evidence(
+    engine, question, answered
+):
+    assert engine.ask(question).answerable is answered
+
+
+@pytest.mark.parametrize(
     ("question", "never"),
     [("孙金华对房地产税怎么看？", "房地产"), ("朱旭森毕业于哪所大学？", "毕业")],
 )
