@@ -333,19 +333,17 @@ class Analyser:
             prev = out[-1] if out else None
             if prev is not None and prev.label in joined:
                 prev = None  # two words at most: 建设几个城市智能中枢 is no word
+            label = prev.label + w.label if prev is not None else ""
             if (
                 prev is not None
-                and prev.label in low and w.label in low  # words as asked, not joined ones
                 and bool(prev.passages) != bool(w.passages)  # one on the page, one not
                 and 0 < prev.passages + w.passages <= JOIN_RARE
                 and len(prev.label) > 1 and len(w.label) > 1
-                and prev.label + w.label not in joined
                 and not prev.sense and not w.sense
-                and re.fullmatch(r"[\u4e00-\u9fff]+", prev.label + w.label)
-                and prev.label + w.label in low
-                and not self._count(prev.label + w.label)
+                and re.fullmatch(r"[\u4e00-\u9fff]+", label)
+                and label in low  # written together in the question
+                and not self._count(label)
             ):
-                label = prev.label + w.label
                 out[-1] = Word(label, (label,), 0, 0.0, False)
                 joined.add(label)
                 continue
